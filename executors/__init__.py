@@ -1,0 +1,35 @@
+"""rasterflow's execution sites: site files → validated models → Parsl configs (DESIGN.md §5)."""
+
+from executors.site_models import (
+    GlobusComputeSite,
+    LocalSite,
+    PbsSite,
+    Site,
+    SlurmSite,
+)
+from executors.sites import (
+    bundled_sites_dir,
+    in_allocation_config,
+    list_sites,
+    load_site,
+    parsl_config,
+    require_submittable,
+    validate_site,
+    worker_init,
+)
+
+__all__ = [
+    "GlobusComputeSite",
+    "LocalSite",
+    "PbsSite",
+    "Site",
+    "SlurmSite",
+    "bundled_sites_dir",
+    "in_allocation_config",
+    "list_sites",
+    "load_site",
+    "parsl_config",
+    "require_submittable",
+    "validate_site",
+    "worker_init",
+]

@@ -1,0 +1,35 @@
+"""Every error rasterflow raises on purpose: one base class, named subclasses."""
+
+
+class RasterflowError(Exception):
+    """Base of every error rasterflow raises on purpose."""
+
+
+class ConfigError(RasterflowError):
+    """A config (run JSON or site TOML) is invalid; nothing has run.
+
+    `problems` holds one line per problem, each naming the key path.
+    """
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = list(problems)
+        listing = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid config {source}:\n{listing}")
+
+
+class TileInputError(RasterflowError):
+    """A staged tile cannot be used: deterministic, so never retried."""
+
+    def __init__(self, path: str, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class RunLockedError(RasterflowError):
+    """Another live run holds the lock on this output."""
+
+
+class SubmitError(RasterflowError):
+    """A remote or batch submission could not be made."""

@@ -1,0 +1,165 @@
+"""One run, start to end: plan, lock, Parsl up, drive the DAG, write the records.
+
+The only entry point the CLI, batch jobs and Globus Compute call to do work.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import uuid4
+
+import parsl
+
+from executors.sites import load_site, parsl_config
+from rasterize_core.errors import ConfigError, RasterflowError, TileInputError
+from workflow.config import RasterflowConfig
+from workflow.dag import Driver
+from workflow.events import RunRecords
+from workflow.lock import pid_alive, run_lock
+from workflow.plan import (
+    default_batch_bytes,
+    list_staged,
+    make_plan,
+    read_tile_list,
+    source_sizes,
+)
+from workflow.progress import RunProgress
+from workflow.resume import Fingerprints
+from workflow.value_ranges import write_updated_config
+
+log = logging.getLogger("rasterflow")
+STEPS = ("rasterize", "parent", "webtile")
+MAX_BATCH_TILES = 64
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    geotiff_dir: Path
+    web_tiles_dir: Path
+    events_csv: Path
+    elapsed_s: float
+    done: dict[str, int] = field(default_factory=dict)  # tiles processed in this run, per step
+    failures: list[dict] = field(default_factory=list)  # current failed rows, all steps
+    ok: dict[str, int] = field(default_factory=dict)  # current ok rows, per step
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures else 0
+
+    def last_line(self) -> str:
+        ok = sum(self.ok.values())
+        return (
+            f"rasterflow: {ok} tile steps ok, {len(self.failures)} failed; GeoTIFFs in "
+            f"{self.geotiff_dir}, web tiles in {self.web_tiles_dir}, events in {self.events_csv}"
+        )
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid4().hex[:6]}"
+
+
+def run_workflow(
+    config: RasterflowConfig,
+    site: str = "local",
+    overwrite: bool = False,
+    tiles_file: str | Path | None = None,
+    window: int | None = None,
+    live_progress: bool | None = None,
+) -> RunReport:
+    """Run every step for the config's staged tiles; return what happened."""
+    started = time.time()
+    site_model = load_site(site)
+    workers = expected_workers(site_model)
+    sources = read_tile_list(tiles_file, config) if tiles_file else list_staged(config)
+    if not sources:
+        where = tiles_file or Path(config.dir_staged) / config.tms_id / str(config.z_max)
+        raise RasterflowError(f"no staged tiles found in {where} (pattern {{x}}/{{y}}{config.ext_staged})")
+    sizes = source_sizes(sources)
+    batch_bytes = default_batch_bytes(sum(sizes.values()), workers)
+    plan = make_plan(config, sources, batch_bytes, MAX_BATCH_TILES, sizes)
+    records = RunRecords(config).load()
+    run_id = new_run_id()
+    events_csv = Path(config.filename_rasterization_events)
+    with run_lock(events_csv.with_name(events_csv.name + ".lock")) as lock:
+        fingerprints = Fingerprints(config, plan, records, overwrite or config.overwrite)
+        run_dir = events_csv.parent / ".rasterflow" / "runinfo"
+        with RunProgress(live_progress) as progress, _parsl(site_model, run_dir):
+            driver = Driver(config, plan, records, fingerprints, run_id, progress,
+                            window or max(8, 4 * workers), lock.heartbeat)  # fmt: skip
+            driver.run()
+        records.write()
+        write_updated_config(config, driver.ranges)
+        sweep_temp_files(config)
+    return _report(config, plan, records, run_id, started, sorted(driver.notes))
+
+
+def expected_workers(site_model) -> int:
+    """Workers the site will bring, for sizing batches (a guess where the pool scales)."""
+    count = getattr(site_model, "workers", None) or getattr(site_model, "workers_per_node", None)
+    per_node = count if isinstance(count, int) else (os.cpu_count() or 1)
+    blocks = getattr(site_model, "max_blocks", 1) * getattr(site_model, "nodes_per_block", 1)
+    return per_node * blocks
+
+
+class _parsl:
+    """Load a fresh Parsl config for the site; always clean up, even on Ctrl-C."""
+
+    def __init__(self, site_model, run_dir: Path):
+        self.config = parsl_config(site_model, run_dir, retries=2, retry_handler=retry_cost)
+
+    def __enter__(self):
+        self.dfk = parsl.load(self.config)
+        return self.dfk
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.dfk.cleanup()
+        finally:
+            parsl.clear()
+
+
+def retry_cost(exception: BaseException, task_record: dict) -> float:
+    """Parsl retry handler: deterministic errors use up every retry at once."""
+    deterministic = (TileInputError, ConfigError, ImportError, TypeError, AttributeError)
+    return 100.0 if isinstance(exception, deterministic) else 1.0
+
+
+def _report(config, plan, records: RunRecords, run_id: str, started: float, notes) -> RunReport:
+    planned = {(z, t.x, t.y) for z, tiles in plan.levels.items() for t in tiles}
+    current = [row for key, row in records.events.items() if key[1:] in planned]
+    return RunReport(
+        run_id=run_id,
+        geotiff_dir=Path(config.dir_geotiff),
+        web_tiles_dir=Path(config.dir_web_tiles),
+        events_csv=Path(config.filename_rasterization_events),
+        elapsed_s=round(time.time() - started, 2),
+        done={s: sum(r["run_id"] == run_id and r["step"] == s for r in current) for s in STEPS},
+        failures=[row for row in current if row["status"] == "failed"],
+        ok={s: sum(r["status"] == "ok" and r["step"] == s for r in current) for s in STEPS},
+        notes=list(notes),
+    )
+
+
+TEMP_NAME = re.compile(r"\.(\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def sweep_temp_files(config: RasterflowConfig) -> int:
+    """Remove temporary files whose writer (a pid on this host) is gone."""
+    removed = 0
+    for root in (config.dir_geotiff, config.dir_web_tiles):
+        for folder, _, names in os.walk(root):
+            for name in names:
+                match = TEMP_NAME.search(name)
+                if match and not pid_alive(int(match.group(1))):
+                    Path(folder, name).unlink(missing_ok=True)
+                    removed += 1
+    return removed
+
