@@ -34,8 +34,8 @@ def coverage_triplets(
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64)
     left, bottom, right, top = (float(b) for b in bounds)
     # Pixel coordinates: column and row units, y flipped so that row 0 is the top.
-    px = np.ascontiguousarray((coords[:, 0] - left) / ((right - left) / width))
-    py = np.ascontiguousarray((top - coords[:, 1]) / ((top - bottom) / height))
+    px = _to_pixels(coords[:, 0] - left, (right - left) / width, left, right)
+    py = _to_pixels(top - coords[:, 1], (top - bottom) / height, bottom, top)
     return _triplets_kernel(
         px, py, ring_offsets, ring_exterior, geom_ring_offsets, geom_ids, height, width
     )
@@ -50,7 +50,19 @@ def coverage_fraction(
     height, width = int(shape[0]), int(shape[1])
     _, pixel, fraction = coverage_triplets(geoms, bounds, shape)
     total = np.bincount(pixel, weights=fraction, minlength=height * width)
-    return total.reshape(height, width)
+    return total.astype(np.float64, copy=False).reshape(height, width)  # int64 when empty
+
+
+def _to_pixels(offsets, pixel_size, low, high):
+    """Map offsets from the grid origin to pixel units, snapping onto pixel lines the values
+    that sit on one up to the rounding of map coordinates (a couple of ulps): an edge drawn
+    on a pixel line must leave the pixel beyond it exactly 0, not 1e-10."""
+    pixels = np.ascontiguousarray(offsets / pixel_size, dtype=np.float64)
+    tolerance = 2 * np.spacing(max(abs(low), abs(high))) / abs(pixel_size)
+    lines = np.rint(pixels)
+    on_line = np.abs(pixels - lines) <= tolerance
+    pixels[on_line] = lines[on_line]
+    return pixels
 
 
 # ---- geometry → flat rings ---------------------------------------------------------------
@@ -166,11 +178,11 @@ def _ring_sign(px, py, start, end, exterior):
 
 @numba.njit(cache=True, error_model="numpy")
 def _add_row_piece(acc, row, xa, xb, dy, cols):
-    """Deposit an edge piece lying within row r (x from xa to xb, signed height dy).
+    """Deposit an edge piece lying within one row (x from xa to xb, signed height dy).
 
-    `row` is the flat offset of the row in `acc` (rows of cols + 1 cells). Everything right
-    of the piece in this row gains dy; the cell holding a sub-piece gains only the part right
-    of it, dy * (c + 1 - x_mid), the rest moves to the next cell.
+    `row` is the flat offset of that row in `acc` (rows of cols + 1 cells). Everything right
+    of the piece gains dy; the cell holding a sub-piece gains only the part right of it,
+    dy * (c + 1 - x_mid), and the rest moves to the next cell, so the prefix sum is exact.
     """
     if xa > xb:  # area depends only on the x-extent, so orientation along x is irrelevant
         xa, xb = xb, xa
@@ -184,15 +196,15 @@ def _add_row_piece(acc, row, xa, xb, dy, cols):
         acc[row + c] += dy * (c + 1 - xa)
         acc[row + c + 1] += dy * (xa - c)
         return
-    per_x = dy / (xb - xa)
+    width = xb - xa  # heights split in proportion to x: y is linear along the piece
     x = xa
     if x < 0.0:
-        acc[row] += per_x * (0.0 - xa)
+        acc[row] += dy * ((0.0 - xa) / width)
         x = 0.0
     while x < xb and x < cols:
         c = int(np.floor(x))
         nx = min(c + 1.0, xb)
-        d = per_x * (nx - x)
+        d = dy * ((nx - x) / width)  # ratio <= 1: no overflow even for a sliver-thin piece
         mid = 0.5 * (x + nx)
         acc[row + c] += d * (c + 1 - mid)
         acc[row + c + 1] += d * (mid - c)
@@ -227,6 +239,7 @@ def _add_edge(acc, x0, y0, x1, y1, sign, rows, cols):
 def _triplets_kernel(
     px, py, ring_offsets, ring_exterior, geom_ring_offsets, geom_ids, height, width
 ):
+    """Accumulate each geometry over its clipped bounding box, then emit its nonzero cells."""
     boxes = _pixel_boxes(px, py, ring_offsets, geom_ring_offsets, height, width)
     n = len(geom_ids)
     capacity = 0

@@ -198,7 +198,8 @@ def test_polygon_crossing_every_grid_edge_counts_only_inside():
 def test_polygon_outside_the_grid_contributes_nothing(poly):
     geom, pixel, frac = coverage_triplets(np.array([poly]), *UNIT_4X4)
     assert len(geom) == len(pixel) == len(frac) == 0
-    assert np.array_equal(coverage_fraction(np.array([poly]), *UNIT_4X4), np.zeros((4, 4)))
+    total = coverage_fraction(np.array([poly]), *UNIT_4X4)
+    assert total.dtype == np.float64 and np.array_equal(total, np.zeros((4, 4)))
 
 
 def test_polygon_touching_pixel_edges_leaves_neighbours_exactly_zero():
@@ -246,11 +247,11 @@ def grids(draw):
     """Small grids, non-square pixels, some at lon/lat of a real tile with tiny pixels."""
     height, width = draw(st.integers(1, 6)), draw(st.integers(1, 8))
     if draw(st.booleans()):
-        left = draw(st.floats(-148.9, -148.7))
-        bottom = draw(st.floats(69.9, 70.1))
+        left, bottom = draw(st.floats(-148.9, -148.7)), draw(st.floats(69.9, 70.1))
         pw, ph = draw(st.floats(1e-4, 2e-4)), draw(st.floats(0.4e-4, 1e-4))
     else:
-        left, bottom = draw(st.floats(-50, 50)), draw(st.floats(-50, 50))
+        # Rounded: subnormal or 1e-300 origins break GEOS itself (the truth), not the kernel.
+        left, bottom = (draw(st.floats(-50, 50).map(lambda v: round(v, 6))) for _ in "xy")
         pw, ph = draw(st.floats(0.1, 3)), draw(st.floats(0.1, 3))
     return (left, bottom, left + width * pw, bottom + height * ph), (height, width)
 

@@ -1,0 +1,101 @@
+"""Fixture factories: build exactly the staged input a test needs, and truth from shapely."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pyogrio
+import pytest
+import shapely
+
+from rasterize_core.tiles import Tile, xy_bounds
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pdg-iwp-staged"
+REAL_POLYGONS = 14281
+IWP_STATISTICS = [
+    {"name": "iwp_count", "weight_by": "count", "property": "centroids_per_pixel",
+     "aggregation_method": "sum", "resampling_method": "sum", "val_range": [0, None],
+     "palette": ["#f8ff1f1A", "#f8ff1f"], "nodata_val": 0, "nodata_color": "#ffffff00"},
+    {"name": "iwp_coverage", "weight_by": "area", "property": "area_per_pixel_area",
+     "aggregation_method": "sum", "resampling_method": "average", "val_range": [0, 1],
+     "palette": ["#66339952", "#ffcc00"], "nodata_val": 0, "nodata_color": "#ffffff00"},
+]  # fmt: skip
+
+
+def requires_real_data():
+    return pytest.mark.skipif(
+        not REAL_DATA.is_dir(), reason=f"real staged tiles not found at {REAL_DATA}"
+    )
+
+
+@pytest.fixture
+def write_staged(tmp_path):
+    """Factory: write polygons (+ columns) as a staged GeoPackage for `tile`; return its path."""
+
+    def write(
+        tile: Tile,
+        polygons,
+        columns: dict | None = None,
+        root: Path | None = None,
+        crs: str = "OGC:CRS84",
+        tms_id: str = "WorldCRS84Quad",
+    ) -> Path:
+        root = root or tmp_path / "staged"
+        path = root / tms_id / str(tile.z) / str(tile.x) / f"{tile.y}.gpkg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame = gpd.GeoDataFrame(columns or {}, geometry=list(polygons), crs=crs)
+        pyogrio.write_dataframe(frame, path, layer=path.stem, promote_to_multi=None)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """Factory: a PDG config file under tmp_path with outputs beside it; returns its path."""
+
+    def make(root: Path | None = None, **overrides) -> Path:
+        root = root or tmp_path
+        config = {
+            "dir_staged": str(root / "staged"),
+            "dir_geotiff": str(root / "geotiff"),
+            "dir_web_tiles": str(root / "web_tiles"),
+            "filename_rasterization_events": str(root / "events.csv"),
+            "filename_rasters_summary": str(root / "summary.csv"),
+            "tms_id": "WorldCRS84Quad",
+            "statistics": IWP_STATISTICS,
+        } | overrides
+        path = root / "config.json"
+        path.write_text(json.dumps(config))
+        return path
+
+    return make
+
+
+def pixel_boxes(bounds, shape) -> np.ndarray:
+    """The (h, w) shapely boxes of a grid over `bounds`, row 0 at the top."""
+    left, bottom, right, top = bounds
+    h, w = shape
+    xs = np.linspace(left, right, w + 1)
+    ys = np.linspace(top, bottom, h + 1)
+    x0, y0 = np.meshgrid(xs[:-1], ys[:-1])
+    x1, y1 = np.meshgrid(xs[1:], ys[1:])
+    return shapely.box(x0, y1, x1, y0)
+
+
+def exact_coverage(polygons, bounds, shape) -> np.ndarray:
+    """Σ area(polygon ∩ pixel) / area(pixel), by shapely, over a grid (independent truth)."""
+    boxes = pixel_boxes(bounds, shape).ravel()
+    polygons = shapely.make_valid(np.asarray(polygons, dtype=object))
+    tree = shapely.STRtree(boxes)
+    poly_idx, box_idx = tree.query(polygons, predicate="intersects")
+    areas = shapely.area(shapely.intersection(polygons[poly_idx], boxes[box_idx]))
+    total = np.bincount(box_idx, weights=areas, minlength=boxes.size)
+    return (total / shapely.area(boxes)).reshape(shape)
+
+
+def tile_box(tile: Tile, tms_id: str = "WorldCRS84Quad"):
+    return shapely.box(*xy_bounds(tms_id, tile))
