@@ -35,7 +35,9 @@ def _auto_or_positive_int(value: Any) -> Any:
         return value
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise PydanticCustomError(
-            "auto_or_positive_int", 'expected a positive integer or "auto", got {got}', {"got": repr(value)}
+            "auto_or_positive_int",
+            'expected a positive integer or "auto", got {got}',
+            {"got": repr(value)},
         )
     return value
 
@@ -198,9 +200,7 @@ class GlobusComputeSite(_SiteModel):
         return value
 
 
-Site = Annotated[
-    LocalSite | SlurmSite | PbsSite | GlobusComputeSite, Field(discriminator="kind")
-]
+Site = Annotated[LocalSite | SlurmSite | PbsSite | GlobusComputeSite, Field(discriminator="kind")]
 BatchSite = SlurmSite | PbsSite
 
 MODELS: dict[str, type[_SiteModel]] = {

@@ -109,7 +109,9 @@ def require_submittable(site: Site) -> None:
 
 
 def _resolve(name_or_path: str) -> Path:
-    looks_like_path = name_or_path.endswith(".toml") or "/" in name_or_path or os.sep in name_or_path
+    looks_like_path = (
+        name_or_path.endswith(".toml") or "/" in name_or_path or os.sep in name_or_path
+    )
     if looks_like_path:
         path = Path(name_or_path).expanduser()
         if not path.is_file():
@@ -236,8 +238,13 @@ def parsl_config(
     else:  # pragma: no cover - the models are a closed set
         raise TypeError(f"not a site model: {site!r}")
     return _config(
-        [executor], run_dir, retries, retry_handler,
-        site.strategy, site.strategy_period, site.max_idletime,
+        [executor],
+        run_dir,
+        retries,
+        retry_handler,
+        site.strategy,
+        site.strategy_period,
+        site.max_idletime,
     )
 
 
@@ -279,9 +286,7 @@ def in_allocation_config(
         cmd_timeout=site.cmd_timeout,
     )
     executor = _htex(site, provider, max_workers=_batch_workers(site))
-    return _config(
-        [executor], run_dir, retries, retry_handler, "simple", site.strategy_period, 0.0
-    )
+    return _config([executor], run_dir, retries, retry_handler, "simple", site.strategy_period, 0.0)
 
 
 def allocation_nodes() -> int | None:
@@ -323,7 +328,11 @@ def _htex(site, provider, max_workers):
         provider=provider,
         # The interchange runs beside the driver: start it with this Python, not from PATH
         # (a venv's bin/ is often not on the driver's PATH).
-        interchange_launch_cmd=[sys.executable, "-m", "parsl.executors.high_throughput.interchange"],
+        interchange_launch_cmd=[
+            sys.executable,
+            "-m",
+            "parsl.executors.high_throughput.interchange",
+        ],
         address=_address(site.address),
         cores_per_worker=site.cores_per_worker,
         mem_per_worker=site.mem_per_worker,
@@ -415,7 +424,9 @@ def _globus_executor(site: GlobusComputeSite):
     except ImportError as exc:
         raise ConfigError(
             site.source,
-            [f"kind: 'globus_compute' needs globus-compute-sdk ({exc}): pip install 'rasterflow[globus]'"],
+            [
+                f"kind: 'globus_compute' needs globus-compute-sdk ({exc}): pip install 'rasterflow[globus]'"
+            ],
         ) from exc
     kwargs: dict[str, Any] = {"endpoint_id": site.endpoint_id}
     if site.user_endpoint_config is not None:
@@ -424,4 +435,6 @@ def _globus_executor(site: GlobusComputeSite):
         kwargs["resource_specification"] = dict(site.resource_specification)
     if site.amqp_port is not None:
         kwargs["amqp_port"] = site.amqp_port
-    return GlobusComputeExecutor(executor=globus_compute_sdk.Executor(**kwargs), label="globus_compute")
+    return GlobusComputeExecutor(
+        executor=globus_compute_sdk.Executor(**kwargs), label="globus_compute"
+    )

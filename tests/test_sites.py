@@ -117,7 +117,9 @@ def test_a_placeholder_inside_a_table_is_named_with_its_path():
         },
         source="g.toml",
     )
-    with pytest.raises(ConfigError, match=r"user_endpoint_config\.account: replace the placeholder"):
+    with pytest.raises(
+        ConfigError, match=r"user_endpoint_config\.account: replace the placeholder"
+    ):
         require_submittable(site)
 
 
@@ -205,7 +207,9 @@ def test_bad_toml_and_missing_files_are_config_errors(tmp_path):
         load_site(str(write(tmp_path, 'kind = "local\n')))
     with pytest.raises(ConfigError, match="site file not found"):
         load_site(str(tmp_path / "nope.toml"))
-    with pytest.raises(ConfigError, match=r"no bundled site named 'slurm-exampel'.*`slurm-example`"):
+    with pytest.raises(
+        ConfigError, match=r"no bundled site named 'slurm-exampel'.*`slurm-example`"
+    ):
         load_site("slurm-exampel")
 
 
@@ -370,7 +374,9 @@ def test_rendered_slurm_script(tmp_path):
     ]:
         assert expected in lines, expected
     assert "#SBATCH --cpus-per-task=64" in script
-    assert re.search(r"^srun --ntasks 1 -l --cpus-per-task=\$SLURM_CPUS_ON_NODE bash ", script, re.M)
+    assert re.search(
+        r"^srun --ntasks 1 -l --cpus-per-task=\$SLURM_CPUS_ON_NODE bash ", script, re.M
+    )
 
 
 def test_rendered_pbs_script(tmp_path):
@@ -495,11 +501,21 @@ def test_ci_slurm_conf_has_what_this_machine_needs():
 # --- a real Slurm run ---------------------------------------------------------------------------
 
 
+_CONTROLLER_DOWN: list[str] = []
+
+
+def _down(reason: str) -> str:
+    _CONTROLLER_DOWN.append(reason)
+    return reason
+
+
 def slurm_unusable(wait: float = 30.0) -> str | None:
     """Why the CI Slurm cannot be used here, or None once a node of `debug` is idle.
 
     A node still busy (the previous test's job completing) is waited for, up to `wait` s.
     """
+    if _CONTROLLER_DOWN:  # sinfo takes ~10 s to give up: ask once per session
+        return _CONTROLLER_DOWN[0]
     if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
         return "Slurm is not installed (no sinfo/sbatch on PATH); start it with .ci/slurm_up.sh"
     deadline = time.monotonic() + wait
@@ -512,9 +528,11 @@ def slurm_unusable(wait: float = 30.0) -> str | None:
                 timeout=15,
             )
         except subprocess.TimeoutExpired:
-            return "sinfo timed out: is slurmctld running? (.ci/slurm_up.sh)"
+            return _down("sinfo timed out: is slurmctld running? (.ci/slurm_up.sh)")
         if out.returncode != 0:
-            return f"sinfo failed ({out.stderr.strip()}): is slurmctld running? (.ci/slurm_up.sh)"
+            return _down(
+                f"sinfo failed ({out.stderr.strip()}): is slurmctld running? (.ci/slurm_up.sh)"
+            )
         states = out.stdout.split()[1::2]
         if any(s.startswith(("idle", "mixed")) for s in states):
             return None
@@ -580,11 +598,20 @@ def test_in_allocation_driver_inside_a_slurm_job(slurm, tmp_path):
     )
     log = tmp_path / "job.out"
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    done = subprocess.run(
-        ["sbatch", "--wait", "--exclusive", "-t", "2", "-o", str(log), "--wrap",
+    submitted = subprocess.run(
+        ["sbatch", "--parsable", "--exclusive", "-t", "2", "-o", str(log), "--wrap",
          f"{sys.executable} {driver}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90,
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30, check=True,
     )  # fmt: skip
+    job_id = submitted.stdout.strip().split(";")[0]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # sbatch --wait polls too slowly (up to 10 s)
+        queued = subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True)
+        if job_id not in queued.stdout:
+            break
+        time.sleep(0.3)
+    else:
+        subprocess.run(["scancel", job_id])
+        pytest.fail(f"job {job_id} still running after 60 s; log: {log.read_text()}")
     output = log.read_text() if log.exists() else ""
-    assert done.returncode == 0, (done.stdout, done.stderr, output)
     assert re.search(r"^RESULT True \d+$", output, re.M), output

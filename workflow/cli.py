@@ -101,5 +101,25 @@ def _finish(report) -> None:
     sys.exit(report.exit_code)
 
 
+@main.command()
+def sites() -> None:
+    """List the bundled site files: NAME KIND description."""
+    from executors.sites import list_sites
+
+    for name, kind, description in list_sites():
+        click.echo(f"{name} {kind} {description}")
+
+
+def _register_command_groups() -> None:
+    """Commands that live in their own modules (inspection; remote and batch submission)."""
+    from workflow import cli_inspect, cli_remote
+
+    for module in (cli_inspect, cli_remote):
+        for command in module.COMMANDS:
+            main.add_command(command)
+
+
+_register_command_groups()
+
 if __name__ == "__main__":
     main()

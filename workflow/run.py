@@ -16,7 +16,7 @@ from uuid import uuid4
 
 import parsl
 
-from executors.sites import load_site, parsl_config
+from executors.sites import load_site, parsl_config, require_submittable
 from rasterize_core.errors import ConfigError, RasterflowError, TileInputError
 from workflow.config import RasterflowConfig
 from workflow.dag import Driver
@@ -77,6 +77,7 @@ def run_workflow(
     """Run every step for the config's staged tiles; return what happened."""
     started = time.time()
     site_model = load_site(site)
+    require_submittable(site_model)
     workers = expected_workers(site_model)
     sources = read_tile_list(tiles_file, config) if tiles_file else list_staged(config)
     if not sources:
