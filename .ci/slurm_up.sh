@@ -52,8 +52,17 @@ done
 if ((${#missing[@]})); then
     log "installing slurm-wlm and munge (missing: ${missing[*]})"
     export DEBIAN_FRONTEND=noninteractive
+    # No init system here: keep the packages' postinst scripts from starting the daemons.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=0
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod +x "$policy"
+        own_policy=1
+    fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null
+    ((own_policy)) && rm -f "$policy"
 fi
 
 # --- 2. munge --------------------------------------------------------------------------------
@@ -172,8 +181,9 @@ deadline=$((SECONDS + TIMEOUT))
 state=""
 while ((SECONDS < deadline)); do
     state=$(sinfo -h -N -n localhost -o '%T' 2>/dev/null | head -n1 || true)
+    # A trailing "*" means the node does not answer yet: keep waiting.
     case $state in
-    idle* | mixed* | allocated* | completing*) break ;;
+    idle | mixed | allocated | completing) break ;;
     drain* | down* | inval* | fail*)
         # A node left down by an earlier run (ReturnToService covers most cases).
         scontrol update NodeName=localhost State=RESUME >/dev/null 2>&1 || true
@@ -182,7 +192,7 @@ while ((SECONDS < deadline)); do
     sleep 0.5
 done
 case $state in
-idle* | mixed* | allocated* | completing*) ;;
+idle | mixed | allocated | completing) ;;
 *)
     echo "slurm_up: ERROR: node localhost not idle after ${TIMEOUT}s (state: '${state:-none}')" >&2
     sinfo -N -l >&2 || true

@@ -8,6 +8,7 @@ from executors.site_models import (
     SlurmSite,
 )
 from executors.sites import (
+    allocation_nodes,
     bundled_sites_dir,
     in_allocation_config,
     list_sites,
@@ -24,6 +25,7 @@ __all__ = [
     "PbsSite",
     "Site",
     "SlurmSite",
+    "allocation_nodes",
     "bundled_sites_dir",
     "in_allocation_config",
     "list_sites",

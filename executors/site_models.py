@@ -2,12 +2,15 @@
 
 A site file is a TOML table with a `kind` field (`local`, `slurm`, `pbs`, `globus_compute`)
 that picks the model. The models only hold and check values: nothing here imports Parsl or
-contacts a scheduler or the network. `executors.sites` turns a model into a Parsl `Config`.
+contacts a scheduler or the network. `validate_site` turns a parsed table into a model, or
+into a ConfigError with one line per problem, each naming its key path. `executors.sites`
+turns a model into a Parsl `Config`.
 """
 
 from __future__ import annotations
 
 import datetime
+import difflib
 import re
 import uuid
 from typing import Annotated, Any, Literal
@@ -18,9 +21,12 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationError,
     field_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from rasterize_core.errors import ConfigError
 
 KINDS = ("local", "slurm", "pbs", "globus_compute")
 
@@ -209,3 +215,82 @@ MODELS: dict[str, type[_SiteModel]] = {
     "pbs": PbsSite,
     "globus_compute": GlobusComputeSite,
 }
+
+
+# --- validation: a parsed TOML table → a model, or one ConfigError line per problem ---------
+
+
+def validate_site(data: dict[str, Any], source: str = "<memory>", name: str = "") -> Site:
+    """Validate a parsed site table; every problem becomes one line of a ConfigError."""
+    kind = data.get("kind")
+    if not isinstance(kind, str) or kind not in MODELS:
+        raise ConfigError(source, [_kind_problem(kind)])
+    model = MODELS[kind]
+    try:
+        site = model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, _problems(exc, model)) from None
+    site._name = name
+    site._source = source
+    return site
+
+
+def _kind_problem(kind: object) -> str:
+    allowed = ", ".join(KINDS)
+    if kind is None:
+        return f"kind: required key is missing (one of {allowed})"
+    close = difflib.get_close_matches(str(kind), KINDS, n=1) if isinstance(kind, str) else []
+    hint = f"; did you mean `{close[0]}`?" if close else ""
+    return f"kind: unknown site kind {kind!r}{hint} (one of {allowed})"
+
+
+def _problems(exc: ValidationError, model: type[BaseModel]) -> list[str]:
+    """One line per key path: unknown keys get a did-you-mean hint from the model's fields."""
+    lines: dict[str, list[str]] = {}
+    for err in exc.errors():
+        path, owner = _key_path(err["loc"], model)
+        if err["type"] == "extra_forbidden":
+            key = str(err["loc"][-1])
+            allowed = sorted(owner.model_fields) if owner else []
+            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+            msg = (
+                f"unknown key; did you mean `{close[0]}`?"
+                if close
+                else f"unknown key (allowed: {', '.join(allowed)})"
+            )
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        else:
+            msg = err["msg"]
+            if not err["type"].startswith(("auto_or_", "walltime", "endpoint_", "blocks_")):
+                got = err.get("input")
+                msg += f" (got {got!r})"
+        if msg not in lines.setdefault(path or "(top level)", []):
+            lines[path or "(top level)"].append(msg)
+    return [f"{path}: {'; '.join(msgs)}" for path, msgs in lines.items()]
+
+
+def _key_path(loc: tuple, model: type[BaseModel]) -> tuple[str, type[BaseModel] | None]:
+    """`("user_endpoint_config", "x")` → "user_endpoint_config.x"; drops pydantic's type tags."""
+    parts: list[str] = []
+    owner: type[BaseModel] | None = model
+    current: type[BaseModel] | None = model
+    in_dict = False
+    for i, item in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1] if parts else ''}[{item}]"]
+        elif current is not None and item in current.model_fields:
+            owner = current
+            parts.append(item)
+            ann = current.model_fields[item].annotation
+            current = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+            in_dict = current is None and "dict" in str(ann)
+        elif current is not None and last:  # an unknown key at this level
+            owner = current
+            parts.append(str(item))
+        elif in_dict and "[" not in str(item):  # a key inside a free-form table
+            parts.append(str(item))
+        else:  # a union member or validator tag: not part of the key path
+            break
+    return ".".join(parts), owner

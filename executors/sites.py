@@ -20,22 +20,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
 from executors.site_models import (
-    KINDS,
-    MODELS,
     BatchSite,
     GlobusComputeSite,
     LocalSite,
     PbsSite,
     Site,
     SlurmSite,
+    validate_site,
 )
 from rasterize_core.errors import ConfigError
 
 __all__ = [
     "Site",
+    "allocation_nodes",
     "bundled_sites_dir",
     "in_allocation_config",
     "list_sites",
@@ -69,21 +67,6 @@ def load_site(name_or_path: str | os.PathLike[str]) -> Site:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from exc
     return validate_site(data, source=str(path), name=path.stem)
-
-
-def validate_site(data: dict[str, Any], source: str = "<memory>", name: str = "") -> Site:
-    """Validate a parsed site table; every problem becomes one line of a ConfigError."""
-    kind = data.get("kind")
-    if not isinstance(kind, str) or kind not in MODELS:
-        raise ConfigError(source, [_kind_problem(kind)])
-    model = MODELS[kind]
-    try:
-        site = model.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(source, _problems(exc, model)) from None
-    site._name = name
-    site._source = source
-    return site
 
 
 def list_sites() -> list[tuple[str, str, str]]:
@@ -131,67 +114,6 @@ def _resolve(name_or_path: str) -> Path:
             "or give the path to a .toml file)"
         ],
     )
-
-
-def _kind_problem(kind: object) -> str:
-    allowed = ", ".join(KINDS)
-    if kind is None:
-        return f"kind: required key is missing (one of {allowed})"
-    close = difflib.get_close_matches(str(kind), KINDS, n=1) if isinstance(kind, str) else []
-    hint = f"; did you mean `{close[0]}`?" if close else ""
-    return f"kind: unknown site kind {kind!r}{hint} (one of {allowed})"
-
-
-def _problems(exc: ValidationError, model: type[BaseModel]) -> list[str]:
-    """One line per key path: unknown keys get a did-you-mean hint from the model's fields."""
-    lines: dict[str, list[str]] = {}
-    for err in exc.errors():
-        path, owner = _key_path(err["loc"], model)
-        if err["type"] == "extra_forbidden":
-            key = str(err["loc"][-1])
-            allowed = sorted(owner.model_fields) if owner else []
-            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-            msg = (
-                f"unknown key; did you mean `{close[0]}`?"
-                if close
-                else f"unknown key (allowed: {', '.join(allowed)})"
-            )
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        else:
-            msg = err["msg"]
-            if not err["type"].startswith(("auto_or_", "walltime", "endpoint_", "blocks_")):
-                got = err.get("input")
-                msg += f" (got {got!r})"
-        if msg not in lines.setdefault(path or "(top level)", []):
-            lines[path or "(top level)"].append(msg)
-    return [f"{path}: {'; '.join(msgs)}" for path, msgs in lines.items()]
-
-
-def _key_path(loc: tuple, model: type[BaseModel]) -> tuple[str, type[BaseModel] | None]:
-    """`("user_endpoint_config", "x")` → "user_endpoint_config.x"; drops pydantic's type tags."""
-    parts: list[str] = []
-    owner: type[BaseModel] | None = model
-    current: type[BaseModel] | None = model
-    in_dict = False
-    for i, item in enumerate(loc):
-        last = i == len(loc) - 1
-        if isinstance(item, int):
-            parts[-1:] = [f"{parts[-1] if parts else ''}[{item}]"]
-        elif current is not None and item in current.model_fields:
-            owner = current
-            parts.append(item)
-            ann = current.model_fields[item].annotation
-            current = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-            in_dict = current is None
-        elif current is not None and last:  # an unknown key at this level
-            owner = current
-            parts.append(str(item))
-        elif in_dict and "[" not in str(item):  # a key inside a free-form table
-            parts.append(str(item))
-        else:  # a union member or validator tag: not part of the key path
-            break
-    return ".".join(parts), owner
 
 
 # --- Parsl configs ------------------------------------------------------------------------------
@@ -425,7 +347,8 @@ def _globus_executor(site: GlobusComputeSite):
         raise ConfigError(
             site.source,
             [
-                f"kind: 'globus_compute' needs globus-compute-sdk ({exc}): pip install 'rasterflow[globus]'"
+                f"kind: 'globus_compute' needs globus-compute-sdk ({exc}): "
+                "pip install 'rasterflow[globus]'"
             ],
         ) from exc
     kwargs: dict[str, Any] = {"endpoint_id": site.endpoint_id}

@@ -23,7 +23,13 @@ import shapely
 from PIL import Image
 
 from rasterize_core.tiles import Tile, xy_bounds
-from tests.conftest import IWP_STATISTICS, REAL_DATA, REAL_POLYGONS, exact_coverage, requires_real_data
+from tests.conftest import (
+    IWP_STATISTICS,
+    REAL_DATA,
+    REAL_POLYGONS,
+    exact_coverage,
+    requires_real_data,
+)
 from workflow.config import load_config
 from workflow.run import run_workflow
 from workflow.synthetic import make_sample
@@ -124,9 +130,16 @@ def test_webtile_colours(synthetic_run):
     """A fully covered pixel gets the palette's last colour, an empty one the nodata colour."""
     sample, config, _ = synthetic_run
     tile = sample.tiles[0]
-    with rasterio.open(Path(config.dir_geotiff) / config.tms_id / f"{tile.z}/{tile.x}/{tile.y}.tif") as ds:
+    with rasterio.open(
+        Path(config.dir_geotiff) / config.tms_id / f"{tile.z}/{tile.x}/{tile.y}.tif"
+    ) as ds:
         coverage = ds.read(2)
-    png = Path(config.dir_web_tiles) / "iwp_coverage" / config.tms_id / f"{tile.z}/{tile.x}/{tile.y}.png"
+    png = (
+        Path(config.dir_web_tiles)
+        / "iwp_coverage"
+        / config.tms_id
+        / f"{tile.z}/{tile.x}/{tile.y}.png"
+    )
     rgba = np.asarray(Image.open(png))
     assert rgba.shape == (256, 256, 4)
     full, empty = np.argwhere(coverage >= 1.0)[0], np.argwhere(coverage == 0)[0]
@@ -186,8 +199,8 @@ def test_bow_tie_is_repaired_not_failed(write_staged, make_config, tmp_path):
     tile = Tile(13, 1418, 908)
     left, bottom, right, top = xy_bounds("WorldCRS84Quad", tile)
     w, h = right - left, top - bottom
-    bow = shapely.Polygon([(left + 0.1 * w, bottom + 0.1 * h), (left + 0.5 * w, bottom + 0.5 * h),
-                           (left + 0.5 * w, bottom + 0.1 * h), (left + 0.1 * w, bottom + 0.5 * h)])  # fmt: skip
+    corners = [(0.1, 0.1), (0.5, 0.5), (0.5, 0.1), (0.1, 0.5)]  # crossing edges: a bow-tie
+    bow = shapely.Polygon([(left + a * w, bottom + b * h) for a, b in corners])
     write_staged(tile, [bow])
     config = load_config(make_config(z_range=[12, 13]))
     assert run_workflow(config, live_progress=False).exit_code == 0

@@ -10,7 +10,9 @@ from rasterize_core.pyramid import build_parent, mosaic, reduce_band
 
 REFERENCE = {  # one 2x2 block's four values -> the parent pixel, written out by hand
     "sum": lambda v: sum(v),
-    "average": lambda v: np.mean([x for x in v if not np.isnan(x)]) if any(~np.isnan(v)) else np.nan,
+    "average": lambda v: (
+        np.mean([x for x in v if not np.isnan(x)]) if any(~np.isnan(v)) else np.nan
+    ),
     "min": lambda v: min((x for x in v if not np.isnan(x)), default=np.nan),
     "max": lambda v: max((x for x in v if not np.isnan(x)), default=np.nan),
     "nearest": lambda v: v[0],

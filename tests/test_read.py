@@ -49,9 +49,9 @@ def test_duplicates_dropped_or_noted(write_staged):
     assert len(tile) == 1 and "no rows treated as duplicates" in tile.notes[0]
 
 
-def expect_failure(path, reason, columns=StagedColumns()):
+def expect_failure(path, reason, columns=None):
     with pytest.raises(TileInputError) as caught:
-        read_staged_tile(path, columns, CRS84)
+        read_staged_tile(path, columns or StagedColumns(), CRS84)
     assert caught.value.path == str(path) and reason in caught.value.reason
     return caught.value
 

@@ -534,16 +534,16 @@ def slurm_unusable(wait: float = 30.0) -> str | None:
                 f"sinfo failed ({out.stderr.strip()}): is slurmctld running? (.ci/slurm_up.sh)"
             )
         states = out.stdout.split()[1::2]
-        if any(s.startswith(("idle", "mixed")) for s in states):
+        if any(s in ("idle", "mixed") for s in states):  # "idle*": not answering
             return None
-        busy = any(s.startswith(("allocated", "completing")) for s in states)
+        busy = any(s in ("allocated", "completing") for s in states)
         if not busy or time.monotonic() > deadline:
             return f"no idle node in partition debug (sinfo: {out.stdout.strip() or 'nothing'})"
         time.sleep(0.5)
 
 
 @pytest.fixture
-def slurm():
+def slurm_cluster():
     reason = slurm_unusable()
     if reason:
         if os.environ.get("CI") == "true":
@@ -552,7 +552,7 @@ def slurm():
 
 
 @pytest.mark.slurm
-def test_slurm_ci_site_runs_apps_inside_a_slurm_job(slurm, tmp_path):
+def test_slurm_ci_site_runs_apps_inside_a_slurm_job(slurm_cluster, tmp_path):
     import parsl
     from parsl import python_app
 
@@ -577,7 +577,7 @@ def test_slurm_ci_site_runs_apps_inside_a_slurm_job(slurm, tmp_path):
 
 
 @pytest.mark.slurm
-def test_in_allocation_driver_inside_a_slurm_job(slurm, tmp_path):
+def test_in_allocation_driver_inside_a_slurm_job(slurm_cluster, tmp_path):
     driver = write(
         tmp_path,
         """

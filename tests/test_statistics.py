@@ -142,8 +142,11 @@ def test_polygon_with_hole_and_multipolygon():
 
 def test_empty_tile_gives_zero_and_nan():
     tile = staged([], centroids=np.empty((0, 2)), Width=np.array([]))
-    specs = [StatSpec("count", "centroids_per_pixel", "sum"),
-             StatSpec("area", "area_per_pixel_area", "sum"), StatSpec("area", "Width", "mean")]  # fmt: skip
+    specs = [
+        StatSpec("count", "centroids_per_pixel", "sum"),
+        StatSpec("area", "area_per_pixel_area", "sum"),
+        StatSpec("area", "Width", "mean"),
+    ]
     bands = compute_bands(tile, specs, GRID)
     assert (bands[0] == 0).all() and (bands[1] == 0).all() and np.isnan(bands[2]).all()
 

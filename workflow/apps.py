@@ -86,8 +86,9 @@ def webtiles_batch(
 def _run_tile(step: str, tile: Tile, work: Callable[[], dict]) -> dict:
     """Time one tile's work and turn its outcome or its error into a record."""
     started = time.time()
+    started_at = datetime.fromtimestamp(started, UTC).isoformat(timespec="milliseconds")
     record = {"step": step, "z": tile.z, "x": tile.x, "y": tile.y, "host": os.uname().nodename,
-              "started_at": datetime.fromtimestamp(started, UTC).isoformat(timespec="milliseconds")}  # fmt: skip
+              "started_at": started_at}  # fmt: skip
     try:
         record.update(status="ok", error=None, **work())
     except TileInputError as err:
@@ -137,7 +138,9 @@ def _webtile_tile(tile: Tile, config: RasterflowConfig, ranges: dict) -> dict:
 def _write_and_summarize(config: RasterflowConfig, tile: Tile, bands: np.ndarray) -> dict:
     path = geotiff_path(config, tile)
     bounds = xy_bounds(config.tms_id, tile)
-    geotiff.write_geotiff(path, bands, bounds, tms_crs_wkt(config.tms_id), config.stat_names, config.cog)
+    geotiff.write_geotiff(
+        path, bands, bounds, tms_crs_wkt(config.tms_id), config.stat_names, config.cog
+    )
     written = bands.astype(geotiff.choose_dtype(bands)).astype("float64")
     summary = [
         band_summary(stat.name, band, tile, bounds, path)

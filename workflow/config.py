@@ -170,7 +170,11 @@ class RasterflowConfig(BaseModel):
     @field_validator("tile_path_structure")
     @classmethod
     def _path_parts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if sorted(value) != sorted(("style", "tms", "z", "x", "y")) or value[-3:] != ("z", "x", "y"):
+        if sorted(value) != sorted(("style", "tms", "z", "x", "y")) or value[-3:] != (
+            "z",
+            "x",
+            "y",
+        ):
             raise ValueError("must order style, tms, z, x, y, ending with z, x, y")
         return value
 
@@ -275,7 +279,11 @@ def format_key_path(loc: list[Any]) -> str:
 
 
 def _is_union_tag(part: Any) -> bool:
-    return isinstance(part, str) and part in {"list[str]", "str", "function-after[_palette_parses()]"}
+    return isinstance(part, str) and part in {
+        "list[str]",
+        "str",
+        "function-after[_palette_parses()]",
+    }
 
 
 def _known_keys_at(loc: list[Any], raw: dict[str, Any]) -> list[str]:

@@ -1,0 +1,1 @@
+"""The Parsl workflow: config, plan, batch apps, DAG driver, event log, resume, CLI."""
