@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import geopandas as gpd
@@ -99,3 +103,55 @@ def exact_coverage(polygons, bounds, shape) -> np.ndarray:
 
 def tile_box(tile: Tile, tms_id: str = "WorldCRS84Quad"):
     return shapely.box(*xy_bounds(tms_id, tile))
+
+
+# --- the CI's single-node Slurm (.ci/slurm_up.sh) -----------------------------------
+
+_CONTROLLER_DOWN: list[str] = []
+
+
+def _down(reason: str) -> str:
+    _CONTROLLER_DOWN.append(reason)
+    return reason
+
+
+def slurm_unusable(wait: float = 30.0) -> str | None:
+    """Why the CI Slurm cannot be used here, or None once a node of `debug` is idle.
+
+    A node still busy (the previous test's job completing) is waited for, up to `wait` s.
+    """
+    if _CONTROLLER_DOWN:  # sinfo takes ~10 s to give up: ask once per session
+        return _CONTROLLER_DOWN[0]
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return "Slurm is not installed (no sinfo/sbatch on PATH); start it with .ci/slurm_up.sh"
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            out = subprocess.run(
+                ["sinfo", "-h", "-N", "-p", "debug", "-o", "%N %T"],
+                capture_output=True,
+                text=True,
+                timeout=15,
+            )
+        except subprocess.TimeoutExpired:
+            return _down("sinfo timed out: is slurmctld running? (.ci/slurm_up.sh)")
+        if out.returncode != 0:
+            return _down(
+                f"sinfo failed ({out.stderr.strip()}): is slurmctld running? (.ci/slurm_up.sh)"
+            )
+        states = out.stdout.split()[1::2]
+        if any(s in ("idle", "mixed") for s in states):  # "idle*": not answering
+            return None
+        busy = any(s in ("allocated", "completing") for s in states)
+        if not busy or time.monotonic() > deadline:
+            return f"no idle node in partition debug (sinfo: {out.stdout.strip() or 'nothing'})"
+        time.sleep(0.5)
+
+
+@pytest.fixture
+def slurm_cluster():
+    reason = slurm_unusable()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true, so Slurm must be usable here: {reason}")
+        pytest.skip(reason)
