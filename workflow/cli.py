@@ -112,9 +112,9 @@ def sites() -> None:
 
 def _register_command_groups() -> None:
     """Commands that live in their own modules (inspection; remote and batch submission)."""
-    from workflow import cli_inspect, cli_remote
+    from workflow import cli_inspect, cli_jobs, cli_remote
 
-    for module in (cli_inspect, cli_remote):
+    for module in (cli_inspect, cli_remote, cli_jobs):
         for command in module.COMMANDS:
             main.add_command(command)
 
