@@ -17,6 +17,12 @@ from rasterio.transform import from_bounds
 from rasterize_core.atomic import atomic_path
 
 FLOAT32_EXACT_LIMIT = 2**24
+# Deflate level 4 with one block per band (INTERLEAVE=BAND: each band's values sit together,
+# which compresses better than pixel-interleaved bands). Measured on the real IWP tiles
+# (2 bands, 256x256 float32, 2-core machine): level 6 pixel-interleaved (GDAL's default)
+# takes 6.2 ms CPU and 138 KB; level 4 band-interleaved 2.5 ms and 125 KB; level 1 saves
+# nothing more in time. The write is most of a z-max tile's cost, so this matters.
+DEFLATE_LEVEL = 4
 
 
 def choose_dtype(data: np.ndarray) -> str:
@@ -39,10 +45,11 @@ def geotiff_profile(
         "nodata": np.nan,
         "compress": "deflate",
     }
-    if cog:
-        profile.update(blocksize=min(width, 512), overviews="NONE")
+    if cog:  # the COG driver of GDAL < 3.11 has no INTERLEAVE option: pixel-interleaved
+        profile.update(blocksize=min(width, 512), overviews="NONE", level=DEFLATE_LEVEL)
     else:
-        profile.update(tiled=True, blockxsize=min(width, 256), blockysize=min(height, 256))
+        profile.update(tiled=True, blockxsize=min(width, 256), blockysize=min(height, 256),
+                       interleave="band", zlevel=DEFLATE_LEVEL)  # fmt: skip
     return profile
 
 

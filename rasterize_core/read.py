@@ -19,8 +19,6 @@ from pyproj import CRS
 
 from rasterize_core.errors import TileInputError
 
-POLYGONAL = {"Polygon", "MultiPolygon"}
-
 
 @dataclass(frozen=True)
 class StagedColumns:

@@ -60,11 +60,18 @@ def compute_bands(tile: StagedTile, specs: list[StatSpec], grid: Grid) -> np.nda
     triplets = _triplets_if_needed(tile, specs, grid)
     bands = np.empty((len(specs), *grid.shape), dtype="float64")
     for i, spec in enumerate(specs):
-        if spec.weight_by == "count":
-            bands[i] = _count_band(tile, spec, own_pixels, grid.shape)
-        else:
-            bands[i] = _area_band(tile, spec, triplets, grid)
+        bands[i] = compute_band(tile, spec, grid, own_pixels, triplets)
     return bands
+
+
+def compute_band(
+    tile: StagedTile, spec: StatSpec, grid: Grid, own_pixels: np.ndarray, triplets
+) -> np.ndarray:
+    """(h, w) float64 band of one spec, from the tile's `centroid_pixels` and, for area
+    statistics, its `coverage_triplets` (computed once and shared by every area band)."""
+    if spec.weight_by == "count":
+        return _count_band(tile, spec, own_pixels, grid.shape)
+    return _area_band(tile, spec, triplets, grid)
 
 
 def centroid_pixels(tile: StagedTile, grid: Grid) -> np.ndarray:

@@ -79,6 +79,11 @@ def test_top_level_errors_name_the_key(change, expected):
         ({"nodata_color": "nocolour"}, "statistics[1].nodata_color: colour 'nocolour'"),
         ({"propery": "x"}, "statistics[1].propery: unknown key; did you mean 'property'?"),
         ({"property": "centroids_per_pixel"}, "needs weight_by count"),
+        ({"palette": 5}, "statistics[1].palette: palette must be a list of CSS colours or a"),
+        (
+            {"z_config": {"3": {"val_rnge": [0, 1]}}},
+            "statistics[1].z_config[3].val_rnge: unknown key; did you mean 'val_range'?",
+        ),
         ({"weight_by": "length"}, "statistics[1].weight_by: Input should be 'count' or 'area'"),
     ],
 )

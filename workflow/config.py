@@ -63,9 +63,9 @@ class Statistic(BaseModel):
     nodata_val: float | None = 0
     nodata_color: str = "#ffffff00"
 
-    @field_validator("palette")
+    @field_validator("palette", mode="before")
     @classmethod
-    def _palette_parses(cls, value: list[str] | str) -> list[str] | str:
+    def _palette_parses(cls, value: Any) -> Any:
         problem = palettes.is_valid_palette(value)
         if problem:
             raise ValueError(problem)
@@ -115,11 +115,6 @@ class Statistic(BaseModel):
         if override is not None and override.val_range is not None:
             return override.val_range
         return self.val_range
-
-    @builtins.property  # the field `property` shadows the builtin here
-    def is_sum_like(self) -> bool:
-        """Empty pixels are 0 (not NaN) for counts and sums."""
-        return self.aggregation_method in {"sum", "count", "nunique"}
 
     @builtins.property  # the field `property` shadows the builtin here
     def needed_column(self) -> str | None:
@@ -272,18 +267,16 @@ def describe_error(error: dict[str, Any], raw: dict[str, Any]) -> str:
 
 
 def format_key_path(loc: list[Any]) -> str:
+    """`statistics[1].z_config[13].val_range`: list indexes and z levels in brackets."""
     text = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        indexed = isinstance(part, int) or str(part).isdigit()
+        text += f"[{part}]" if indexed else (f".{part}" if text else str(part))
     return text
 
 
 def _is_union_tag(part: Any) -> bool:
-    return isinstance(part, str) and part in {
-        "list[str]",
-        "str",
-        "function-after[_palette_parses()]",
-    }
+    return isinstance(part, str) and part in {"list[str]", "str"}
 
 
 def _known_keys_at(loc: list[Any], raw: dict[str, Any]) -> list[str]:
@@ -292,7 +285,7 @@ def _known_keys_at(loc: list[Any], raw: dict[str, Any]) -> list[str]:
         "statistics": Statistic.model_fields,
         "z_config": ZConfig.model_fields,
     }
-    named = [part for part in loc if isinstance(part, str)]
+    named = [part for part in loc if isinstance(part, str) and part in fields]
     if not named:
         return list(RasterflowConfig.model_fields) + sorted(IGNORED_KEYS)
-    return list(fields.get(named[-1], {}))
+    return list(fields[named[-1]])

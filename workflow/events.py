@@ -10,7 +10,6 @@ Parquet beside it are rewritten whole, atomically, and the journal removed.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -150,7 +149,3 @@ def _read_journal(path: Path) -> list[tuple[str, dict]]:
                 continue  # the last line of a killed driver may be cut short
             entries.append((kind, row))
     return entries
-
-
-def host_name() -> str:
-    return os.uname().nodename
