@@ -63,9 +63,13 @@ def _site_option(function):
 @click.option("--tiles", "tiles_file", type=click.Path(exists=True, dir_okay=False),
               help="Run only these z-max tiles: one z/x/y per line.")  # fmt: skip
 @click.option("--window", type=int, default=None, help="Outstanding batches at most.")
-def run(config, site, overwrite, tiles_file, window) -> None:
+@click.option("--stac", is_flag=True, help="Also write a STAC catalog of the outputs.")
+def run(config, site, overwrite, tiles_file, window, stac) -> None:
     """Rasterize CONFIG's staged tiles, build parents and web tiles."""
     from workflow.run import run_workflow
+
+    if stac:
+        config = config.model_copy(update={"stac": True})
 
     report = _guarded(lambda: run_workflow(config, site, overwrite, tiles_file, window))
     _finish(report)

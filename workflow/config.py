@@ -25,7 +25,7 @@ from rasterize_core.statistics import (
     COUNT_AGGREGATIONS,
     COUNT_KEYWORDS,
 )
-from rasterize_core.tiles import available_tms, get_tms
+from rasterize_core.tiles import available_tms, get_tms, grid_problem
 
 # Keys that PDG's staging, 3D-tiles and workflow tools read: accepted, unused here.
 IGNORED_KEYS = frozenset(
@@ -151,7 +151,8 @@ class RasterflowConfig(BaseModel):
     deduplicate_at: tuple[str, ...] | None = None
     deduplicate_method: Literal["neighbor", "footprints"] | None = None
     overwrite: bool = False
-    cog: bool = False
+    cog: bool = False  # Cloud-Optimized GeoTIFFs
+    stac: bool = False  # a STAC catalog of the outputs, beside dir_geotiff
 
     @field_validator("tms_id")
     @classmethod
@@ -191,6 +192,9 @@ class RasterflowConfig(BaseModel):
                 f"z_range {list(self.z_range)} is outside {self.tms_id}'s "
                 f"zooms [{tms.minzoom}, {tms.maxzoom}]"
             )
+        problem = grid_problem(self.tms_id, self.z_range)
+        if problem:
+            raise ValueError(problem)
         names = [stat.name for stat in self.statistics]
         if len(set(names)) != len(names) or not names:
             raise ValueError(f"statistics need unique names, at least one: {names}")

@@ -20,7 +20,15 @@ import shapely
 import shapely.affinity
 from pyproj import Transformer
 
-from rasterize_core.tiles import Tile, get_tms, tile_at, tile_path, tiles_touching, xy_bounds
+from rasterize_core.tiles import (
+    Tile,
+    get_tms,
+    matrix_size,
+    tile_at,
+    tile_path,
+    tiles_touching,
+    xy_bounds,
+)
 
 
 @dataclass(frozen=True)
@@ -83,8 +91,8 @@ def _awkward_cases(polygons: np.ndarray, rng: np.random.Generator, step: tuple[f
 def stage(polygons: np.ndarray, tms_id: str, z: int, root: Path, seed: int = 0) -> list[Tile]:
     """Write each polygon, unclipped, into every z-max tile it touches; return the tiles."""
     frame = _with_properties(polygons, seed).set_crs(get_tms(tms_id).crs._pyproj_crs)
-    home = [tile_at(tms_id, z, x, y) for x, y in zip(frame["staging_centroid_x"],
-                                                      frame["staging_centroid_y"], strict=True)]  # fmt: skip
+    centroids = zip(frame["staging_centroid_x"], frame["staging_centroid_y"], strict=True)
+    home = [tile_at(tms_id, z, x, y) for x, y in centroids]
     members: dict[Tile, list[int]] = {}
     valid = shapely.make_valid(polygons)
     for row, geometry in enumerate(valid):
@@ -132,21 +140,96 @@ def make_sample(
     seed: int = 7,
     origin: tuple[float, float] = (-148.84, 70.05),
 ) -> SyntheticSample:
-    """Stage a synthetic net over `tiles` (columns, rows) of z-max tiles and write a config."""
-    root = Path(root)
+    """Stage a synthetic net over `tiles` (columns, rows) of z-max tiles and write a config.
+
+    The block starts at the tile holding `origin` (lon, lat), shifted to fit the matrix;
+    where it meets the grid's edge the net runs up to that edge (see `_net_bounds`).
+    """
     z = z_range[1]
     first = tile_at(tms_id, z, *_to_tms_crs(tms_id, origin))
-    left, _, _, top = xy_bounds(tms_id, first)
-    width, height = _tile_extent(tms_id, first)
-    # Start inside the first tile so the net crosses tile edges on every side.
-    bounds = (left + 0.3 * width, top - (tiles[1] - 0.3) * height,
-              left + (tiles[0] - 0.3) * width, top - 0.3 * height)  # fmt: skip
-    polygons = ice_wedge_polygons(bounds, (cells_per_tile * tiles[0], cells_per_tile * tiles[1]), seed)
-    staged = stage(polygons, tms_id, z, root / "staged", seed)
+    bounds, cells = _net_bounds(tms_id, z, first, tiles, cells_per_tile)
+    polygons = ice_wedge_polygons(bounds, cells, seed)
+    if bounds_touch_grid_edge(tms_id, z, bounds):
+        polygons = _fit_to_grid(polygons, tms_id, z, bounds, cells)
+    return stage_sample(root, polygons, tms_id, z_range, seed)
+
+
+def stage_sample(
+    root: str | Path, polygons: np.ndarray, tms_id: str, z_range: tuple[int, int], seed: int = 0
+) -> SyntheticSample:
+    """Stage polygons (in the TMS CRS) at z-max under `root`, write a config beside them."""
+    root = Path(root)
+    staged = stage(polygons, tms_id, z_range[1], root / "staged", seed)
     config_path = root / "config.json"
+    config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(json.dumps(demo_config(root, tms_id, z_range), indent=2))
     truth = gpd.GeoDataFrame(geometry=polygons, crs=get_tms(tms_id).crs._pyproj_crs)
     return SyntheticSample(root, config_path, truth, staged)
+
+
+def polygons_to_tms(polygons: np.ndarray, tms_id: str, source_crs: str = "OGC:CRS84") -> np.ndarray:
+    """The same polygons, vertex by vertex, in the TMS CRS (x = easting or longitude)."""
+    crs = get_tms(tms_id).crs._pyproj_crs
+    transformer = Transformer.from_crs(source_crs, crs, always_xy=True)
+
+    def move(coords: np.ndarray) -> np.ndarray:
+        return np.column_stack(transformer.transform(coords[:, 0], coords[:, 1]))
+
+    return shapely.transform(np.asarray(polygons, dtype=object), move)
+
+
+def grid_bounds(tms_id: str, z: int) -> tuple[float, float, float, float]:
+    """The matrix's extent at z in the TMS CRS, from the same arithmetic as the tiles."""
+    columns, rows = matrix_size(tms_id, z)
+    left, _, _, top = xy_bounds(tms_id, Tile(z, 0, 0))
+    _, bottom, right, _ = xy_bounds(tms_id, Tile(z, columns - 1, rows - 1))
+    return left, bottom, right, top
+
+
+def bounds_touch_grid_edge(tms_id: str, z: int, bounds: tuple[float, ...]) -> bool:
+    edges = grid_bounds(tms_id, z)
+    return any(a == b for a, b in zip(bounds, edges, strict=True))
+
+
+def _net_bounds(
+    tms_id: str, z: int, first: Tile, tiles: tuple[int, int], cells_per_tile: int
+) -> tuple[tuple[float, float, float, float], tuple[int, int]]:
+    """The net's box over a block of tiles from `first`, and its cells (columns, rows).
+
+    Inset 0.3 tile so the net crosses tile edges on every side, except where the block
+    meets the grid's edge: there it runs to the edge, so edge tiles are exercised.
+    """
+    columns, rows = matrix_size(tms_id, z)
+    n_cols, n_rows = min(tiles[0], columns), min(tiles[1], rows)
+    col0 = min(max(first.x, 0), columns - n_cols)
+    row0 = min(max(first.y, 0), rows - n_rows)
+    left, _, _, top = xy_bounds(tms_id, Tile(z, col0, row0))
+    _, bottom, right, _ = xy_bounds(tms_id, Tile(z, col0 + n_cols - 1, row0 + n_rows - 1))
+    width, height = (right - left) / n_cols, (top - bottom) / n_rows
+    inner = (col0 > 0, row0 + n_rows < rows, col0 + n_cols < columns, row0 > 0)
+    bounds = (left + 0.3 * width * inner[0], bottom + 0.3 * height * inner[1],
+              right - 0.3 * width * inner[2], top - 0.3 * height * inner[3])  # fmt: skip
+    return bounds, (cells_per_tile * n_cols, cells_per_tile * n_rows)
+
+
+def _fit_to_grid(polygons, tms_id: str, z: int, bounds, cells: tuple[int, int]) -> np.ndarray:
+    """Drop what strays off the grid (a shifted lobe or duplicate) and add one polygon
+    flush with each grid edge the net reaches: staging cannot put a polygon outside
+    the grid, and a shared edge is where clamping and pixel edges are tested."""
+    edges = grid_bounds(tms_id, z)
+    inside = shapely.covered_by(shapely.make_valid(polygons), shapely.box(*edges))
+    left, bottom, right, top = bounds
+    sx, sy = (right - left) / cells[0], (top - bottom) / cells[1]
+    # Off-centre: a centroid at mid-net could sit exactly on a tile edge.
+    cx, cy = left + 0.37 * (right - left), bottom + 0.37 * (top - bottom)
+    flush = {
+        0: (left, cy - 0.4 * sy, left + 0.5 * sx, cy + 0.4 * sy),
+        1: (cx - 0.4 * sx, bottom, cx + 0.4 * sx, bottom + 0.5 * sy),
+        2: (right - 0.5 * sx, cy - 0.4 * sy, right, cy + 0.4 * sy),
+        3: (cx - 0.4 * sx, top - 0.5 * sy, cx + 0.4 * sx, top),
+    }
+    huggers = [shapely.box(*flush[i]) for i in range(4) if bounds[i] == edges[i]]
+    return np.concatenate([polygons[inside], np.array(huggers, dtype=object)])
 
 
 def demo_config(root: Path, tms_id: str, z_range: tuple[int, int]) -> dict:
@@ -177,8 +260,3 @@ def demo_config(root: Path, tms_id: str, z_range: tuple[int, int]) -> dict:
 def _to_tms_crs(tms_id: str, lonlat: tuple[float, float]) -> tuple[float, float]:
     crs = get_tms(tms_id).crs._pyproj_crs
     return Transformer.from_crs("OGC:CRS84", crs, always_xy=True).transform(*lonlat)
-
-
-def _tile_extent(tms_id: str, tile: Tile) -> tuple[float, float]:
-    left, bottom, right, top = xy_bounds(tms_id, tile)
-    return right - left, top - bottom

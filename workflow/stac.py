@@ -1,0 +1,435 @@
+"""A STAC catalog of a run's outputs: one Collection, one Catalog per zoom, one Item per tile.
+
+One Item per GeoTIFF tile, not per level: a tile is the unit a client searches,
+reads and mosaics (each has its own footprint, `proj:transform` and band
+statistics), stac-geoparquet, pgstac and titiler mosaics expect one file per
+Item, and a level Item would need every tile of the level as an asset in one
+JSON document (millions at z-max in a pan-Arctic run). The zoom levels are the
+children of the Collection, so a client can still walk one level.
+
+Self-contained: every href is relative, the catalog sits beside the outputs
+(`{dir_geotiff}/../stac/collection.json`) and moves with them. Bands use STAC 1.1
+common metadata (`bands` with `description`, `unit`, `nodata`, `data_type`,
+`statistics`); tile footprints are in lon/lat as GeoJSON requires, with the
+tile's own CRS, bounds and transform in the projection extension. The web tiles
+and any WMTS document are linked with the web-map-links extension, and the
+grid's OGC TileMatrixSet definition is written beside the Collection, as
+non-WebMercator tiles need it to be placed.
+
+Band statistics come from the run's summary file; each GeoTIFF header is opened
+once for its data type, shape and transform (about 1 ms a tile), rather than
+trusting a recomputation. rio-stac is not used: it reads every pixel for
+statistics the run already has.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pystac
+import rasterio
+import shapely
+from pyproj import CRS, Transformer
+from pystac.extensions.projection import ProjectionExtension
+
+from rasterize_core.tiles import Tile, get_tms, tile_path, tms_crs_wkt, xy_bounds
+from workflow.apps import geotiff_path, webtile_path
+from workflow.config import RasterflowConfig, Statistic
+
+WEB_MAP_LINKS = "https://stac-extensions.github.io/web-map-links/v1.2.0/schema.json"
+TILING_SCHEME = "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme"
+GEOTIFF = pystac.MediaType.GEOTIFF
+COG = pystac.MediaType.COG
+Ranges = dict[int, dict[str, tuple[float, float]]]
+
+
+def stac_dir(config: RasterflowConfig) -> Path:
+    return Path(config.dir_geotiff).parent / "stac"
+
+
+def write_stac(config: RasterflowConfig, ranges: Ranges | None = None) -> Path:
+    """Write the catalog of every GeoTIFF (and its PNGs) on disk; return collection.json.
+
+    `ranges` are the per-level value ranges the web tiles were drawn with (the
+    driver's); levels missing from it are read from the updated config.
+    """
+    tiles = output_tiles(config)
+    if not tiles:
+        raise FileNotFoundError(f"no GeoTIFFs under {Path(config.dir_geotiff) / config.tms_id}")
+    context = _Context.load(config, _fill_ranges(config, ranges or {}, tiles))
+    collection = _collection(context, tiles)
+    final = stac_dir(config)
+    # Built beside the final folder (same depth, so the same relative hrefs), without a
+    # suffix in its name: pystac would take `.tmp` for a file.
+    temporary = final.with_name(f".{final.name}-{os.getpid()}-tmp")
+    shutil.rmtree(temporary, ignore_errors=True)
+    collection.normalize_hrefs(str(temporary), strategy=_layout())
+    collection.make_all_asset_hrefs_relative()  # the items'
+    collection.make_asset_hrefs_relative()  # the collection's own (summary, events, config)
+    collection.save(pystac.CatalogType.SELF_CONTAINED)
+    grid = get_tms(config.tms_id).model_dump_json(exclude_none=True, by_alias=True, indent=2)
+    (temporary / f"{config.tms_id}.json").write_text(grid)
+    _swap_in(temporary, final)
+    return final / "collection.json"
+
+
+def output_tiles(config: RasterflowConfig) -> dict[int, list[Tile]]:
+    """The GeoTIFFs on disk, per level, within z_range (what the catalog lists)."""
+    tiles: dict[int, list[Tile]] = {}
+    for z in range(config.z_min, config.z_max + 1):
+        probe = geotiff_path(config, Tile(z, 0, 0))
+        for path in sorted(probe.parent.parent.glob(f"*/*{probe.suffix}")):
+            if path.parent.name.isdigit() and path.stem.isdigit():
+                tiles.setdefault(z, []).append(Tile(z, int(path.parent.name), int(path.stem)))
+    return {z: sorted(level) for z, level in tiles.items()}
+
+
+# -- what the catalog is built from ---------------------------------------------
+@dataclass
+class _Context:
+    config: RasterflowConfig
+    ranges: Ranges
+    crs: CRS
+    summary: dict[tuple[str, int, int, int], dict]
+    produced: dict[tuple[int, int, int], datetime]
+
+    @classmethod
+    def load(cls, config: RasterflowConfig, ranges: Ranges) -> _Context:
+        return cls(config, ranges, CRS.from_wkt(tms_crs_wkt(config.tms_id)),
+                   _summary_rows(config), _production_times(config))  # fmt: skip
+
+
+def _summary_rows(config: RasterflowConfig) -> dict[tuple[str, int, int, int], dict]:
+    path = Path(config.filename_rasters_summary)
+    if not path.exists():
+        return {}
+    frame = pd.read_csv(path)
+    return {(r["stat"], int(r["z"]), int(r["x"]), int(r["y"])): r for r in frame.to_dict("records")}
+
+
+def _production_times(config: RasterflowConfig) -> dict[tuple[int, int, int], datetime]:
+    """When each GeoTIFF was written, from its ok rasterize/parent row of the event log."""
+    path = Path(config.filename_rasterization_events)
+    if not path.exists():
+        return {}
+    events = pd.read_csv(path)
+    made = events[events["step"].isin(["rasterize", "parent"]) & (events["status"] == "ok")]
+    return {
+        (int(r["z"]), int(r["x"]), int(r["y"])): datetime.fromisoformat(r["started_at"])
+        for r in made.to_dict("records")
+    }
+
+
+def _fill_ranges(config: RasterflowConfig, ranges: Ranges, tiles: dict) -> Ranges:
+    """Every listed level's ranges: the driver's, else the updated config's, else the config's."""
+    updated: dict = {}
+    if config.updated_config_path().exists():
+        stats = json.loads(config.updated_config_path().read_text())["statistics"]
+        updated = {s["name"]: s.get("z_config", {}) for s in stats}
+    filled: Ranges = {}
+    for z in tiles:
+        filled[z] = {}
+        for stat in config.statistics:
+            known = ranges.get(z, {}).get(stat.name)
+            written = (updated.get(stat.name, {}).get(str(z)) or {}).get("val_range")
+            filled[z][stat.name] = tuple(known or written or stat.val_range_at(z))
+    return filled
+
+
+# -- the Collection -------------------------------------------------------------
+def _collection(context: _Context, tiles: dict[int, list[Tile]]) -> pystac.Collection:
+    config = context.config
+    items = {z: [_item(context, tile) for tile in level] for z, level in tiles.items()}
+    times = [item.datetime for level in items.values() for item in level]
+    stats = ", ".join(config.stat_names)
+    collection = pystac.Collection(
+        id=f"rasterflow-{config.tms_id}",
+        title=f"{stats} on {config.tms_id}, zooms {min(tiles)}-{max(tiles)}",
+        description=(
+            f"Rasterized polygon statistics ({stats}), one GeoTIFF band each, as a tile "
+            f"pyramid on the {config.tms_id} tile matrix set ({context.crs.name}). "
+            "Count bands place each polygon in the pixel of its centroid; area bands are "
+            "exact polygon/pixel intersections in the grid's CRS."
+        ),
+        extent=pystac.Extent(
+            # The coarsest tiles cover the rest. (STAC 1.1 allows one box, or three or more.)
+            pystac.SpatialExtent([_union_bbox([item.bbox for item in items[min(items)]])]),
+            pystac.TemporalExtent([[min(times), max(times)]]),
+        ),
+        license="other",
+        keywords=["rasterflow", config.tms_id, *config.stat_names],
+        summaries=pystac.Summaries({"proj:code": [_crs_code(context.crs)]}),
+        stac_extensions=[ProjectionExtension.get_schema_uri(), WEB_MAP_LINKS],
+    )
+    collection.item_assets = _item_assets(context)
+    for link in _web_links(context):
+        collection.add_link(link)
+    for key, asset in _run_assets(config).items():
+        collection.add_asset(key, asset)
+    for z, level_items in items.items():
+        level = pystac.Catalog(id=f"z{z}", description=f"{config.tms_id} zoom {z}: "
+                               f"{len(level_items)} GeoTIFF tiles", title=f"Zoom {z}")  # fmt: skip
+        collection.add_child(level)
+        for item in level_items:
+            level.add_item(item)
+            item.set_collection(collection)
+    return collection
+
+
+def _item_assets(context: _Context) -> dict[str, pystac.ItemAssetDefinition]:
+    config = context.config
+    bands = [_band(stat, context, None) for stat in config.statistics]
+    assets = {"data": pystac.ItemAssetDefinition.create(
+        title="Statistics GeoTIFF", description="One band per statistic, NaN as nodata",
+        media_type=COG if config.cog else GEOTIFF, roles=["data"],
+        extra_fields={"bands": bands})}  # fmt: skip
+    for stat in config.statistics:
+        assets[f"{stat.name}_png"] = pystac.ItemAssetDefinition.create(
+            title=f"{stat.name} web tile", description=f"RGBA rendering of {stat.name}",
+            media_type=pystac.MediaType.PNG, roles=["visual"],
+        )  # fmt: skip
+    return assets
+
+
+def _web_links(context: _Context) -> list[pystac.Link]:
+    """xyz templates per statistic, WMTS documents found beside them, the TileMatrixSet."""
+    config, stac = context.config, stac_dir(context.config)
+    links = []
+    for stat in config.statistics:
+        template = tile_path(
+            config.dir_web_tiles, config.tms_id, Tile("{z}", "{x}", "{y}"),
+            config.ext_web_tiles, stat.name, config.tile_path_structure,
+        )  # fmt: skip
+        by_zoom = {str(z): list(r[stat.name]) for z, r in sorted(context.ranges.items())}
+        links.append(pystac.Link(
+            "xyz", _relative(template, stac), pystac.MediaType.PNG,
+            title=f"{stat.name} web tiles ({config.tms_id} tile matrix set)",
+            extra_fields={"tile_matrix_set": config.tms_id, "val_range_by_zoom": by_zoom},
+        ))  # fmt: skip
+    for document in _wmts_documents(config):
+        links.append(pystac.Link(
+            "wmts", _relative(document, stac), "application/xml", title="WMTS capabilities",
+            extra_fields={"wmts:layer": _wmts_layers(document) or config.stat_names},
+        ))  # fmt: skip
+    links.append(pystac.Link(
+        TILING_SCHEME, f"./{config.tms_id}.json", pystac.MediaType.JSON,
+        title=f"OGC TileMatrixSet {config.tms_id}",
+    ))  # fmt: skip
+    return links
+
+
+def _wmts_documents(config: RasterflowConfig) -> list[Path]:
+    """WMTS capabilities beside the style folders (the design keeps them out of those)."""
+    root = Path(config.dir_web_tiles)
+    return sorted(p for p in root.glob("*.xml") if "wmts" in p.name.lower())
+
+
+def _wmts_layers(document: Path) -> list[str]:
+    try:
+        tree = ET.parse(document)
+    except (ET.ParseError, OSError):
+        return []
+    layers = [e for e in tree.iter() if e.tag.rsplit("}", 1)[-1] == "Layer"]
+    names = []
+    for layer in layers:
+        for child in layer:
+            if child.tag.rsplit("}", 1)[-1] == "Identifier" and child.text:
+                names.append(child.text.strip())
+                break
+    return names
+
+
+def _run_assets(config: RasterflowConfig) -> dict[str, pystac.Asset]:
+    """The run's records: summary, event log (CSV and Parquet) and the updated config."""
+    candidates = {
+        "rasters_summary": (Path(config.filename_rasters_summary), "text/csv"),
+        "rasters_summary_parquet": (
+            Path(config.filename_rasters_summary).with_suffix(".parquet"),
+            "application/vnd.apache.parquet",
+        ),
+        "rasterization_events": (Path(config.filename_rasterization_events), "text/csv"),
+        "rasterization_events_parquet": (
+            Path(config.filename_rasterization_events).with_suffix(".parquet"),
+            "application/vnd.apache.parquet",
+        ),
+        "config_updated": (config.updated_config_path(), pystac.MediaType.JSON),
+    }
+    return {
+        key: pystac.Asset(
+            str(path.resolve()), title=key.replace("_", " "), media_type=kind, roles=["metadata"]
+        )  # fmt: skip
+        for key, (path, kind) in candidates.items()
+        if path.exists()
+    }
+
+
+# -- one Item per GeoTIFF -------------------------------------------------------
+def _item(context: _Context, tile: Tile) -> pystac.Item:
+    config = context.config
+    path = geotiff_path(config, tile)
+    with rasterio.open(path) as dataset:
+        dtype, shape, transform = (
+            dataset.dtypes[0],
+            (dataset.height, dataset.width),
+            dataset.transform,
+        )
+    bounds = xy_bounds(config.tms_id, tile)
+    geometry, bbox = footprint(config.tms_id, bounds)
+    produced = context.produced.get(tile) or datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    item = pystac.Item(
+        id=f"{config.tms_id}-{tile.z}-{tile.x}-{tile.y}", geometry=geometry, bbox=bbox,
+        datetime=produced,
+        properties={"tile_matrix_set": config.tms_id, "tile_matrix": str(tile.z),
+                    "tile_row": tile.y, "tile_col": tile.x},
+    )  # fmt: skip
+    projection = ProjectionExtension.ext(item, add_if_missing=True)
+    projection.code = _crs_code(context.crs)
+    if projection.code is None:
+        projection.wkt2 = context.crs.to_wkt()
+    projection.bbox, projection.shape = list(bounds), shape
+    projection.transform = list(transform)[:6]
+    bands = [_band(stat, context, (tile, dtype)) for stat in config.statistics]
+    item.add_asset("data", pystac.Asset(
+        str(path.resolve()), title="Statistics GeoTIFF", media_type=COG if config.cog else GEOTIFF,
+        roles=["data"], extra_fields={"bands": bands},
+    ))  # fmt: skip
+    for stat in config.statistics:
+        png = webtile_path(config, tile, stat.name)
+        if png.exists():
+            item.add_asset(f"{stat.name}_png", pystac.Asset(
+                str(png.resolve()), title=f"{stat.name} web tile",
+                media_type=pystac.MediaType.PNG, roles=["visual"],
+            ))  # fmt: skip
+    return item
+
+
+def _band(stat: Statistic, context: _Context, tile: tuple[Tile, str] | None) -> dict:
+    """A STAC 1.1 band: what the statistic is, its unit, and this tile's statistics."""
+    description, unit = describe_statistic(stat, context.crs)
+    band = {"name": stat.name, "description": description, "nodata": "nan"}
+    if unit:
+        band["unit"] = unit
+    if tile is None:
+        return band
+    (z, x, y), dtype = tile[0], tile[1]
+    band["data_type"] = dtype
+    row = context.summary.get((stat.name, z, x, y), {})
+    names = {"min": "minimum", "max": "maximum", "mean": "mean", "std": "stddev"}
+    numbers = {names[k]: float(row[k]) for k in names if k in row and pd.notna(row[k])}
+    if numbers:
+        band["statistics"] = numbers
+    return band
+
+
+def describe_statistic(stat: Statistic, crs: CRS) -> tuple[str, str | None]:
+    """A sentence for the band and its unit (UCUM); None where the unit is the property's."""
+    area_unit = _area_unit(crs)
+    prop, how = stat.property, stat.aggregation_method
+    if prop == "centroids_per_pixel":
+        text, unit = "Number of polygons whose centroid lies in the pixel", "count"
+    elif prop == "area_per_pixel_area":
+        text = "Fraction of the pixel covered by polygons (overlapping polygons add)"
+        unit = "1"
+    elif prop == "area_within_pixel":
+        text, unit = f"Polygon area within the pixel, in {area_unit} of {crs.name}", area_unit
+    elif stat.weight_by == "area":
+        text, unit = f"{how} of {prop!r}, weighted by the fraction of the pixel covered", None
+    else:
+        text, unit = f"{how} of {prop!r} over the polygons centred in the pixel", None
+    return f"{text}. Lower zooms: {stat.resampling_method} of the 2x2 children.", unit
+
+
+def _area_unit(crs: CRS) -> str:
+    unit = crs.axis_info[0].unit_name.lower()
+    return {"metre": "m2", "meter": "m2", "degree": "deg2"}.get(unit, f"({unit})2")
+
+
+def _crs_code(crs: CRS) -> str | None:
+    authority = crs.to_authority()
+    return f"{authority[0]}:{authority[1]}" if authority else None
+
+
+# -- footprints in lon/lat ------------------------------------------------------
+def footprint(tms_id: str, bounds: tuple[float, float, float, float]) -> tuple[dict, list[float]]:
+    """GeoJSON geometry and bbox (lon/lat) of a tile, split at the antimeridian.
+
+    A tile holding a pole, or crossing the antimeridian, gets its lon/lat bbox as
+    footprint (a pole has no single longitude to trace a boundary through);
+    others get their boundary, densified and transformed.
+    """
+    crs = CRS(get_tms(tms_id).crs._pyproj_crs)
+    if crs.is_geographic:  # x-first bounds are already lon/lat
+        return shapely.geometry.mapping(shapely.box(*bounds)), list(bounds)
+    to_lonlat = Transformer.from_crs(crs, "OGC:CRS84", always_xy=True)
+    west, south, east, north = to_lonlat.transform_bounds(*bounds, densify_pts=21)
+    pole = _pole_in(crs, bounds)
+    if pole:
+        west, east = -180.0, 180.0
+        south, north = (south, 90.0) if pole > 0 else (-90.0, north)
+    if pole or west > east:
+        parts = [(west, south, 180.0, north), (-180.0, south, east, north)] if west > east else [
+            (west, south, east, north)]  # fmt: skip
+        shape = shapely.union_all([shapely.box(*part) for part in parts])
+        return shapely.geometry.mapping(shape), [west, south, east, north]
+    boundary = shapely.segmentize(shapely.box(*bounds), (bounds[2] - bounds[0]) / 20)
+    ring = shapely.transform(boundary, lambda xy: _moved(to_lonlat, xy))
+    shape = shapely.orient_polygons(ring)
+    return shapely.geometry.mapping(shape), [west, south, east, north]
+
+
+def _moved(transformer: Transformer, xy: np.ndarray) -> np.ndarray:
+    return np.column_stack(transformer.transform(xy[:, 0], xy[:, 1]))
+
+
+def _pole_in(crs: CRS, bounds: tuple[float, float, float, float]) -> int:
+    """+1 / -1 when the North / South Pole is in the tile (or within 1e-3 of its width)."""
+    to_crs = Transformer.from_crs("OGC:CRS84", crs, always_xy=True)
+    box = shapely.box(*bounds)
+    for sign in (1, -1):
+        x, y = to_crs.transform(0.0, 90.0 * sign, errcheck=False)
+        if (
+            abs(x) < 1e30
+            and abs(y) < 1e30
+            and box.distance(shapely.Point(x, y)) <= 1e-3 * (bounds[2] - bounds[0])
+        ):
+            return sign
+    return 0
+
+
+def _union_bbox(boxes: list[list[float]]) -> list[float]:
+    """Union of lon/lat bboxes; a set crossing the antimeridian spans all longitudes."""
+    south, north = min(b[1] for b in boxes), max(b[3] for b in boxes)
+    if any(b[0] > b[2] for b in boxes):
+        return [-180.0, south, 180.0, north]
+    return [min(b[0] for b in boxes), south, max(b[2] for b in boxes), north]
+
+
+# -- files ----------------------------------------------------------------------
+def _layout() -> pystac.layout.CustomLayoutStrategy:
+    """stac/collection.json, stac/z{z}/catalog.json, stac/z{z}/{x}/{y}.json."""
+
+    def item_href(item: pystac.Item, parent_dir: str) -> str:
+        return f"{parent_dir}/{item.properties['tile_col']}/{item.properties['tile_row']}.json"
+
+    return pystac.layout.CustomLayoutStrategy(item_func=item_href)
+
+
+def _relative(target: str | Path, start: Path) -> str:
+    return Path(os.path.relpath(Path(target).resolve(), start.resolve())).as_posix()
+
+
+def _swap_in(temporary: Path, final: Path) -> None:
+    """Replace the old catalog folder by the new one (a reader sees one or the other)."""
+    old = final.with_name(f".{final.name}-{os.getpid()}-old")
+    if final.exists():
+        final.rename(old)
+    temporary.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
