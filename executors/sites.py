@@ -351,6 +351,9 @@ def _globus_executor(site: GlobusComputeSite):
                 "pip install 'rasterflow[globus]'"
             ],
         ) from exc
+    from executors.globus import require_login
+
+    require_login()  # fail with the login hint now, never prompt later
     kwargs: dict[str, Any] = {"endpoint_id": site.endpoint_id}
     if site.user_endpoint_config is not None:
         kwargs["user_endpoint_config"] = dict(site.user_endpoint_config)

@@ -115,7 +115,7 @@ def _down(reason: str) -> str:
     return reason
 
 
-def slurm_unusable(wait: float = 30.0) -> str | None:
+def slurm_unusable(wait: float = 120.0) -> str | None:
     """Why the CI Slurm cannot be used here, or None once a node of `debug` is idle.
 
     A node still busy (the previous test's job completing) is waited for, up to `wait` s.

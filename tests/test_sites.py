@@ -446,6 +446,8 @@ def test_globus_config_builds_parsls_executor(tmp_path, monkeypatch):
     gcs = pytest.importorskip("globus_compute_sdk")
     from parsl.executors import GlobusComputeExecutor
 
+    monkeypatch.setattr("executors.globus.login_problem", lambda: None)
+
     made = []
 
     class OfflineExecutor(gcs.Executor):
