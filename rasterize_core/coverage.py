@@ -12,6 +12,8 @@ import numba
 import numpy as np
 import shapely
 
+from rasterize_core.validity import find_invalid
+
 # Below this a fraction is rounding noise of the accumulation (errors are ~1e-14):
 # dropping it keeps pixels that no polygon touches at exactly 0.0.
 MIN_FRACTION = 1e-12
@@ -73,7 +75,20 @@ def _rings(geoms):
 
     Returns (coords (n, 2), ring_offsets, ring_exterior, geom_ring_offsets, geom_ids): the
     rings of geometry geom_ids[k] are geom_ring_offsets[k] .. geom_ring_offsets[k+1].
+    Invalid inputs are repaired first (make_valid keeps every lobe of a bow-tie); only
+    polygonal parts of the result count, so lines and points left by a repair drop out.
     """
+    geoms = np.asarray(geoms, dtype=object).ravel()
+    flat = _flat_rings(geoms)
+    invalid = find_invalid(geoms, flat)
+    if invalid.any():
+        geoms = geoms.copy()
+        geoms[invalid] = shapely.make_valid(geoms[invalid])
+        flat = _flat_rings(geoms)
+    return flat
+
+
+def _flat_rings(geoms):
     polys, gid = _polygons(geoms)
     holes = shapely.get_num_interior_rings(polys)
     rings_per_poly = 1 + holes
@@ -100,17 +115,8 @@ def _rings(geoms):
 
 
 def _polygons(geoms):
-    """Non-empty Polygons, each with the index of the input geometry it came from, in order.
-
-    Invalid inputs are repaired first (make_valid keeps every lobe of a bow-tie); only
-    polygonal parts of the result count, so lines and points left by a repair drop out.
-    """
-    geoms = np.asarray(geoms, dtype=object).ravel()
+    """Non-empty Polygons, each with the index of the input geometry it came from, in order."""
     present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
-    invalid = present & ~shapely.is_valid(geoms)
-    if invalid.any():
-        geoms = geoms.copy()
-        geoms[invalid] = shapely.make_valid(geoms[invalid])
     types = shapely.get_type_id(geoms)
     simple = present & (types == _POLYGON)
     nested = present & np.isin(types, (_MULTIPOLYGON, _COLLECTION))

@@ -8,6 +8,7 @@ Reading only the needed columns through Arrow (`pyogrio.read_arrow` +
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,20 +46,31 @@ class StagedTile:
 def read_staged_tile(path: str | Path, columns: StagedColumns, crs: CRS) -> StagedTile:
     """Read one staged GeoPackage; raise TileInputError naming the file and the reason."""
     path = str(path)
+    _check_file(path)
     try:
-        if os.path.getsize(path) == 0:
-            raise TileInputError(path, "zero-byte file")
         meta, table = pyogrio.read_arrow(path, columns=_wanted_columns(columns))
-    except TileInputError:
-        raise
-    except PermissionError as err:
-        raise TileInputError(path, f"not readable: {err.strerror}") from None
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as err:
         raise TileInputError(path, f"not a readable vector file: {_first_line(err)}") from None
     _check_crs(path, meta.get("crs"), crs)
     if not meta.get("geometry_name") and "wkb_geometry" not in table.column_names:
         raise TileInputError(path, "layer has no geometry column")
     return staged_from_table(path, table, meta["geometry_name"] or "wkb_geometry", columns)
+
+
+def _check_file(path: str) -> None:
+    """Name what GDAL would report vaguely (permissions) or not at all (a FIFO blocks it)."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise TileInputError(path, "not a regular file")
+        if info.st_size == 0:
+            raise TileInputError(path, "zero-byte file")
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except FileNotFoundError:
+        raise TileInputError(path, "file not found") from None
+    except PermissionError as err:
+        raise TileInputError(path, f"not readable: {err.strerror.lower()}") from None
 
 
 def staged_from_table(

@@ -117,9 +117,9 @@ def _area_band(tile: StagedTile, spec: StatSpec, triplets, grid: Grid) -> np.nda
         return band.reshape(grid.shape)
     values = np.asarray(tile.properties[spec.property], dtype="float64")[geom_index]
     known = ~np.isnan(values)
-    return _area_weighted(
-        spec.aggregation, pixel_index[known], fraction[known], values[known], size
-    ).reshape(grid.shape)
+    if not known.all():  # polygons without a value take no part (copies only when needed)
+        pixel_index, fraction, values = pixel_index[known], fraction[known], values[known]
+    return _area_weighted(spec.aggregation, pixel_index, fraction, values, size).reshape(grid.shape)
 
 
 def _area_weighted(

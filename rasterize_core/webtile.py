@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -106,7 +105,10 @@ def encode_png(rgba: np.ndarray, compress_level: int = PNG_COMPRESS_LEVEL) -> by
 
 def write_png_atomic(
     path: str | os.PathLike[str], rgba: np.ndarray, compress_level: int = PNG_COMPRESS_LEVEL
-) -> Path:
-    """Encode `rgba` and write it to `path` atomically (parents created); return the path.
-    Nothing is written if encoding fails; see `rasterize_core.atomic` for the write."""
-    return atomic_write_bytes(path, encode_png(rgba, compress_level=compress_level))
+) -> bytes:
+    """Encode `rgba` and write it to `path` atomically (parents created); return the bytes
+    written (callers checksum them without reading the file back). Nothing is written if
+    encoding fails; see `rasterize_core.atomic` for the write."""
+    png = encode_png(rgba, compress_level=compress_level)
+    atomic_write_bytes(path, png)
+    return png

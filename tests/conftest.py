@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -99,6 +100,14 @@ def exact_coverage(polygons, bounds, shape) -> np.ndarray:
     areas = shapely.area(shapely.intersection(polygons[poly_idx], boxes[box_idx]))
     total = np.bincount(box_idx, weights=areas, minlength=boxes.size)
     return (total / shapely.area(boxes)).reshape(shape)
+
+
+def file_digests(root: Path, pattern: str) -> dict[str, str]:
+    """sha256 of every file under root matching pattern, keyed by its path below root."""
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob(pattern))
+    }
 
 
 def tile_box(tile: Tile, tms_id: str = "WorldCRS84Quad"):

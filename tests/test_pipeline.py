@@ -185,7 +185,7 @@ def test_real_tiles_z0_to_13(tmp_path, make_config):
     assert len(polygons) == REAL_POLYGONS
     levels = tiffs_by_level(Path(config.dir_geotiff), config.tms_id)
     assert sum(len(paths) for paths in levels.values()) == 17
-    assert len(list(Path(config.dir_web_tiles).rglob("*.png"))) == 34
+    assert len(list(Path(config.dir_web_tiles).glob("*/WorldCRS84Quad/*/*/*.png"))) == 34
     check_against_geometry(config, polygons, REAL_POLYGONS)
     events = check_events(config, {"parent": 13, "rasterize": 4, "webtile": 17})
     own = events[events["step"] == "rasterize"].set_index(["x", "y"])["n_polygons"].to_dict()

@@ -148,7 +148,7 @@ def test_png_round_trip_exact(tmp_path):
     rgba = random_rgba()
     rgba[:10, :10, 3] = 0  # fully transparent pixels keep their colour too
     target = tmp_path / "viridis" / "WGS1984Quad" / "3" / "1" / "2.png"
-    assert write_png_atomic(target, rgba) == target
+    assert write_png_atomic(target, rgba) == target.read_bytes()
     with Image.open(target) as image:
         assert image.format == "PNG" and image.mode == "RGBA"
         assert image.size == (256, 256)
@@ -159,7 +159,8 @@ def test_png_round_trip_exact(tmp_path):
 def test_png_128_and_non_square(tmp_path):
     for shape in [(128, 128), (3, 5)]:
         rgba = random_rgba(shape, seed=1)
-        path = write_png_atomic(tmp_path / f"{shape[0]}x{shape[1]}.png", rgba)
+        path = tmp_path / f"{shape[0]}x{shape[1]}.png"
+        write_png_atomic(path, rgba)
         with Image.open(path) as image:
             np.testing.assert_array_equal(np.asarray(image), rgba)
 
@@ -173,8 +174,8 @@ def test_colorize_to_png(tmp_path):
     band = np.linspace(0, 1, 256 * 256).reshape(256, 256)
     band[0, 0] = np.nan
     rgba = colorize(band, (0, 1), build_lut("viridis"), None, (0, 0, 0, 0))
-    path = write_png_atomic(tmp_path / "t.png", rgba)
-    with Image.open(path) as image:
+    write_png_atomic(tmp_path / "t.png", rgba)
+    with Image.open(tmp_path / "t.png") as image:
         back = np.asarray(image)
     np.testing.assert_array_equal(back, rgba)
     assert tuple(back[0, 0]) == (0, 0, 0, 0)

@@ -129,8 +129,7 @@ def _webtile_tile(tile: Tile, config: RasterflowConfig, ranges: dict) -> dict:
         rgba = webtile.colorize(band, ranges[stat.name], lut, stat.nodata_val,
                                 palette.parse_color(stat.nodata_color))  # fmt: skip
         path = webtile_path(config, tile, stat.name)
-        webtile.write_png_atomic(path, rgba)
-        digest.update(path.read_bytes())
+        digest.update(webtile.write_png_atomic(path, rgba))
         paths.append(str(path))
     return {"path": ";".join(paths), "checksum": digest.hexdigest()[:16], "summary": []}
 
@@ -155,8 +154,9 @@ def band_summary(stat: str, band: np.ndarray, tile: Tile, bounds, path: Path) ->
     values = band[np.isfinite(band)]
     stats = dict.fromkeys(("min", "max", "mean", "median", "std", "var", "sum"), None)
     if values.size:
+        var = values.var()  # std from it: numpy would compute the variance twice
         stats = {"min": values.min(), "max": values.max(), "mean": values.mean(),
-                 "median": np.median(values), "std": values.std(), "var": values.var(),
+                 "median": np.median(values), "std": np.sqrt(var), "var": var,
                  "sum": values.sum()}  # fmt: skip
         stats = {key: float(value) for key, value in stats.items()}
     return {"stat": stat, "bounds": list(bounds), **stats, "path": str(path),

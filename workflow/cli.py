@@ -7,6 +7,7 @@ tiles failed (listed); 2 bad config or usage (nothing run).
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -88,12 +89,21 @@ def demo(directory: Path, site: str) -> None:
 
 
 def _guarded(call):
-    """Turn the errors users can act on into a message and an exit code."""
+    """Turn the errors users can act on into a message and an exit code.
+
+    SIGTERM (a walltime, `scancel`, `qdel`) is handled like Ctrl-C, so Parsl shuts its
+    interchange and workers down instead of leaving them behind.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return call()
     except RasterflowError as err:  # bad config, locked output, nothing to do
         click.echo(f"rasterflow: {err}", err=True)
         sys.exit(EXIT_USAGE)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _finish(report) -> None:

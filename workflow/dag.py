@@ -38,6 +38,9 @@ class Submitted:
     batch: Batch
     tiles: list[Tile]
     fingerprints: dict[Tile, str]
+    whole: Submitted | None = None  # the lost batch this tile was split from
+    tries_before: int = 0  # tries that batch took
+    pieces_left: int = 0  # of a split batch: tiles not back yet
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Driver:
     progress: RunProgress
     window: int
     heartbeat: Callable[[], None] = lambda: None
+    watch: Callable[[], None] = lambda: None  # raises if Parsl can no longer finish anything
     ranges: dict[int, dict[str, tuple[float, float]]] = field(default_factory=dict)
     notes: set[str] = field(default_factory=set)
 
@@ -78,6 +82,7 @@ class Driver:
             finished, _ = wait(list(self._outstanding), timeout=5, return_when=FIRST_COMPLETED)
             for future in finished:
                 self._collect(future, self._outstanding.pop(future))
+            self.watch()
             if time.time() - last_beat > HEARTBEAT_S:
                 self.heartbeat()
                 last_beat = time.time()
@@ -109,11 +114,14 @@ class Driver:
 
     # -- collecting ---------------------------------------------------------
     def _collect(self, future: Future, item: Submitted) -> None:
-        attempt = _attempt(future)
+        attempt = item.tries_before + _attempt(future)
         try:
             results = future.result()
         except Exception as err:  # the whole batch was lost, after Parsl's retries
-            results = [_batch_failure(item.step, tile, err) for tile in item.tiles]
+            if len(item.tiles) > 1:
+                self._split(item, attempt, err)
+                return
+            results = [self._lost(item.step, tile, err) for tile in item.tiles]
         failed = 0
         for result in results:
             tile = Tile(result["z"], result["x"], result["y"])
@@ -122,7 +130,28 @@ class Driver:
             self.notes.update(result.get("notes", ()))
             failed += event["status"] == "failed"
         self.progress.advance(item.step, item.batch.z, len(item.tiles), failed)
+        if item.whole is not None:
+            item.whole.pieces_left -= 1
+            if item.whole.pieces_left:
+                return
         self._finish(item.step, item.batch)
+
+    def _split(self, item: Submitted, attempt: int, err: Exception) -> None:
+        """Run a lost batch's tiles one by one: a tile that kills its worker (a crash in a
+        library, memory) then fails alone instead of taking its whole batch with it."""
+        reason = f"{type(err).__name__}: {err}"
+        log.warning("a %s batch of %d tiles at z%d was lost (%s); running its tiles one by one",
+                    item.step, len(item.tiles), item.batch.z, reason)  # fmt: skip
+        item.pieces_left = len(item.tiles)
+        for tile in item.tiles:
+            own = {tile: item.fingerprints[tile]} if tile in item.fingerprints else {}
+            self._urgent.append(Submitted(item.step, item.batch, [tile], own, item, attempt))
+
+    def _lost(self, step: str, tile: Tile, err: Exception) -> dict:
+        path = self.plan.sources.get(tile) if step == "rasterize" else None
+        return {"step": step, "z": tile.z, "x": tile.x, "y": tile.y, "status": "failed",
+                "error": f"batch lost: {type(err).__name__}: {err}", "path": path,
+                "started_at": None, "duration_s": None, "host": None, "summary": []}  # fmt: skip
 
     def _event(self, result: dict, attempt: int, fingerprint: str | None) -> dict:
         keep = {k: v for k, v in result.items() if k not in ("summary", "notes")}
@@ -159,9 +188,3 @@ class Driver:
 def _attempt(future: Future) -> int:
     record = getattr(future, "task_record", None) or {}
     return int(record.get("try_id", 0)) + 1
-
-
-def _batch_failure(step: str, tile: Tile, err: Exception) -> dict:
-    return {"step": step, "z": tile.z, "x": tile.x, "y": tile.y, "status": "failed",
-            "error": f"batch lost: {type(err).__name__}: {err}", "started_at": None,
-            "duration_s": None, "host": None, "summary": []}  # fmt: skip

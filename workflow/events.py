@@ -10,6 +10,7 @@ Parquet beside it are rewritten whole, atomically, and the journal removed.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -29,6 +30,14 @@ SUMMARY_COLUMNS = [
 ]  # fmt: skip
 EVENT_KEY = ("step", "z", "x", "y")
 SUMMARY_KEY = ("stat", "z", "x", "y")
+
+# Read back as the driver made them: a hex checksum of digits only is no number, a count
+# column with gaps no float, and `bounds` a list again (a string beside the new rows' lists
+# would break the Parquet file and be written back quoted).
+TEXT_COLUMNS = ("run_id", "step", "status", "started_at", "path", "host", "error",
+                "fingerprint", "checksum", "stat", "tile", "bounds")  # fmt: skip
+COUNT_COLUMNS = ("z", "x", "y", "attempt", "n_polygons", "n_nonempty")
+READ_TYPES = dict.fromkeys(TEXT_COLUMNS, str) | dict.fromkeys(COUNT_COLUMNS, "Int64")
 
 
 def event_key(row: dict) -> tuple:
@@ -81,6 +90,8 @@ class RunRecords:
         if self._journal_handle is None:
             self.journal.parent.mkdir(parents=True, exist_ok=True)
             self._journal_handle = open(self.journal, "a", encoding="utf-8")  # noqa: SIM115
+            if not _ends_with_newline(self.journal):
+                self._journal_handle.write("\n")  # a line cut by a kill would swallow ours
         lines = "".join(json.dumps([kind, row], default=str) + "\n" for kind, row in rows)
         self._journal_handle.write(lines)
         self._journal_handle.flush()
@@ -117,6 +128,8 @@ def _frame(rows: Iterable[dict], columns: list[str], order: list[str]) -> pd.Dat
     frame = pd.DataFrame(list(rows), columns=columns)
     if frame.empty:
         return frame
+    for column in set(COUNT_COLUMNS) & set(columns):  # 3308, not 3308.0 beside a gap
+        frame[column] = frame[column].astype("Int64")
     rank = {"rasterize": 0, "parent": 1, "webtile": 2}
     keys = [frame[c].map(rank) if c == "step" and c in frame else frame[c] for c in order]
     frame = frame.assign(**{f"_k{i}": k for i, k in enumerate(keys)})
@@ -127,13 +140,13 @@ def _frame(rows: Iterable[dict], columns: list[str], order: list[str]) -> pd.Dat
 def _read_csv(path: Path, columns: list[str]) -> list[dict]:
     if not path.exists() or path.stat().st_size == 0:
         return []
-    frame = pd.read_csv(path, dtype={"path": str, "error": str, "fingerprint": str})
+    frame = pd.read_csv(path, dtype=READ_TYPES)
     frame = frame.reindex(columns=columns)
     frame = frame.astype(object).where(frame.notna(), None)
     rows = frame.to_dict("records")
     for row in rows:
-        for key in ("z", "x", "y"):
-            row[key] = int(row[key])
+        if isinstance(row.get("bounds"), str):
+            row["bounds"] = json.loads(row["bounds"])
     return rows
 
 
@@ -149,3 +162,11 @@ def _read_journal(path: Path) -> list[tuple[str, dict]]:
                 continue  # the last line of a killed driver may be cut short
             entries.append((kind, row))
     return entries
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        if handle.seek(0, os.SEEK_END) == 0:
+            return True
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"

@@ -13,9 +13,12 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
-from rasterize_core.tiles import Tile, morton_key, tile_in_grid
+import numpy as np
+
+from rasterize_core.tiles import Tile, get_tms, matrix_size, morton_key
 from workflow.config import RasterflowConfig
 
 TILE_NAME = re.compile(r"^(\d+)$")
@@ -70,7 +73,13 @@ def read_tile_list(path: str | Path, config: RasterflowConfig) -> dict[Tile, str
             continue
         tile = Tile(*(int(p) for p in parts[-3:]))
         found[tile] = str(
-            Path(config.dir_staged, config.tms_id, str(tile.z), str(tile.x), f"{tile.y}{config.ext_staged}")
+            Path(
+                config.dir_staged,
+                config.tms_id,
+                str(tile.z),
+                str(tile.x),
+                f"{tile.y}{config.ext_staged}",
+            )
         )
     return found
 
@@ -84,23 +93,62 @@ def make_plan(
 ) -> Plan:
     """Levels and batches from the z-max sources and their sizes in bytes."""
     plan = Plan(config.z_max, config.z_min, sources, sizes)
-    ordered = sorted(sources, key=morton_key)
-    plan.invalid = [t for t in ordered if t.z != config.z_max or not tile_in_grid(config.tms_id, t)]
-    invalid = set(plan.invalid)
-    valid = [t for t in ordered if t not in invalid]
+    ordered = _morton_sorted(list(sources))
+    outside = _outside_grid(config.tms_id, config.z_max, ordered)
+    plan.invalid = [t for t, out in zip(ordered, outside, strict=True) if out]
+    valid = [t for t, out in zip(ordered, outside, strict=True) if not out]
     plan.levels[config.z_max] = ordered
     plan.batches[config.z_max] = _byte_batches(ordered, sources, sizes, batch_bytes, batch_tiles)
     children, owner = valid, _owners(plan.batches[config.z_max])
     for z in range(config.z_max - 1, config.z_min - 1, -1):
-        parents = sorted({tile.parent() for tile in children}, key=morton_key)
+        parents = _morton_sorted(list({tile.parent() for tile in children}))
         plan.levels[z] = parents
         plan.batches[z] = _count_batches(parents, batch_tiles, owner, first_id=_next_id(plan))
         children, owner = parents, _owners(plan.batches[z])
     return plan
 
 
+def _morton_sorted(tiles: list[Tile]) -> list[Tile]:
+    """`sorted(tiles, key=morton_key)`, vectorised: the same keys (x and y bits interleaved
+    up to bit max(z, 1)) and the same stable order; per-tile keys in Python were most of the
+    planning time at a million tiles."""
+    if not tiles:
+        return []
+    z, x, y = _columns(tiles)
+    if z.max() > 30 or z.min() < 0:  # keys would not fit in 64 bits
+        return sorted(tiles, key=morton_key)
+    keys = np.zeros(len(tiles), dtype=np.int64)
+    top = np.maximum(z, 1)
+    for bit in range(int(top.max()) + 1):
+        used = bit <= top
+        keys |= (((x >> bit) & 1) << (2 * bit) | ((y >> bit) & 1) << (2 * bit + 1)) * used
+    return [tiles[i] for i in np.argsort(keys, kind="stable")]
+
+
+def _columns(tiles: list[Tile]) -> np.ndarray:
+    """(3, n) int64: z, x, y of each tile (fromiter: np.array on tuples is ~10x slower)."""
+    flat = np.fromiter(chain.from_iterable(tiles), dtype=np.int64, count=3 * len(tiles))
+    return flat.reshape(-1, 3).T
+
+
+def _outside_grid(tms_id: str, z_max: int, tiles: list[Tile]) -> np.ndarray:
+    """Per tile: not at z_max, or outside the tile matrix there (`tile_in_grid`, vectorised)."""
+    if not tiles:
+        return np.zeros(0, dtype=bool)
+    z, x, y = _columns(tiles)
+    tms = get_tms(tms_id)
+    if not tms.minzoom <= z_max <= tms.maxzoom:
+        return np.ones(len(tiles), dtype=bool)
+    width, height = matrix_size(tms_id, z_max)
+    return (z != z_max) | (x < 0) | (x >= width) | (y < 0) | (y >= height)
+
+
 def _byte_batches(
-    ordered: list[Tile], sources: dict[Tile, str], sizes: dict[Tile, int], limit: int, max_tiles: int
+    ordered: list[Tile],
+    sources: dict[Tile, str],
+    sizes: dict[Tile, int],
+    limit: int,
+    max_tiles: int,
 ) -> list[Batch]:
     batches: list[Batch] = []
     current: list[Tile] = []

@@ -6,7 +6,8 @@ checksums for a parent, the GeoTIFF's checksum and the level's value ranges
 for web tiles. A tile is skipped when its last row is `ok` with the same
 fingerprint and its output files exist; so a new palette redoes only web
 tiles, and a parent is rebuilt exactly when one of its children changed or
-went missing.
+went missing. A GeoTIFF rewritten by this run (its file was deleted, say) has
+its web tiles redone too, even when the new bytes equal the old.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Fingerprints:
     plan: Plan
     records: RunRecords
     overwrite: bool
+    run_id: str = ""  # this run: web tiles over a GeoTIFF it rewrote are redone
 
     def __post_init__(self) -> None:
         self.parts = config_parts(self.config)
@@ -77,11 +79,17 @@ class Fingerprints:
         row = self.records.event(step, *tile)
         return row["checksum"] if row and row["status"] == "ok" else "-"
 
+    def _rewritten_now(self, tile: Tile) -> bool:
+        row = self.records.event("rasterize" if tile.z == self.plan.z_max else "parent", *tile)
+        return bool(self.run_id) and row is not None and row["run_id"] == self.run_id
+
     def _done(self, step: str, tile: Tile, fingerprint: str) -> bool:
         row = self.records.event(step, *tile)
         if not row or row["status"] != "ok" or row.get("fingerprint") != fingerprint:
             return False
         if step == "webtile":
+            if self._rewritten_now(tile):
+                return False  # same bytes maybe, but the PNGs are redone with their source
             return all(webtile_path(self.config, tile, n).exists() for n in self.config.stat_names)
         return geotiff_path(self.config, tile).exists()
 

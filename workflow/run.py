@@ -5,6 +5,7 @@ The only entry point the CLI, batch jobs and Globus Compute call to do work.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
@@ -15,13 +16,15 @@ from pathlib import Path
 from uuid import uuid4
 
 import parsl
+import psutil
 
-from executors.sites import load_site, parsl_config, require_submittable
+from executors.jobs import config_for_run
+from executors.sites import load_site, require_submittable
 from rasterize_core.errors import ConfigError, RasterflowError, TileInputError
 from workflow.config import RasterflowConfig
 from workflow.dag import Driver
 from workflow.events import RunRecords
-from workflow.lock import pid_alive, run_lock
+from workflow.lock import pid_alive, reap_orphans, run_lock
 from workflow.plan import (
     default_batch_bytes,
     list_staged,
@@ -31,7 +34,9 @@ from workflow.plan import (
 )
 from workflow.progress import RunProgress
 from workflow.resume import Fingerprints
+from workflow.stac import write_stac
 from workflow.value_ranges import write_updated_config
+from workflow.view import write_run_products
 
 log = logging.getLogger("rasterflow")
 STEPS = ("rasterize", "parent", "webtile")
@@ -82,7 +87,9 @@ def run_workflow(
     sources = read_tile_list(tiles_file, config) if tiles_file else list_staged(config)
     if not sources:
         where = tiles_file or Path(config.dir_staged) / config.tms_id / str(config.z_max)
-        raise RasterflowError(f"no staged tiles found in {where} (pattern {{x}}/{{y}}{config.ext_staged})")
+        raise RasterflowError(
+            f"no staged tiles found in {where} (pattern {{x}}/{{y}}{config.ext_staged})"
+        )
     sizes = source_sizes(sources)
     batch_bytes = default_batch_bytes(sum(sizes.values()), workers)
     plan = make_plan(config, sources, batch_bytes, MAX_BATCH_TILES, sizes)
@@ -90,15 +97,24 @@ def run_workflow(
     run_id = new_run_id()
     events_csv = Path(config.filename_rasterization_events)
     with run_lock(events_csv.with_name(events_csv.name + ".lock")) as lock:
-        fingerprints = Fingerprints(config, plan, records, overwrite or config.overwrite)
+        fingerprints = Fingerprints(config, plan, records, overwrite or config.overwrite, run_id)
         run_dir = events_csv.parent / ".rasterflow" / "runinfo"
-        with RunProgress(live_progress) as progress, _parsl(site_model, run_dir):
+        parsl_run = _parsl(site_model, run_dir)
+        with RunProgress(live_progress) as progress, parsl_run as dfk:
+            lock.note(**parsl_traces(dfk))
+            progress.expect(plan)
             driver = Driver(config, plan, records, fingerprints, run_id, progress,
-                            window or max(8, 4 * workers), lock.heartbeat)  # fmt: skip
+                            window or max(8, 4 * workers), lock.heartbeat,
+                            watch=parsl_run.check)  # fmt: skip
             driver.run()
         records.write()
         write_updated_config(config, driver.ranges)
+        write_run_products(config, driver.ranges)
+        if config.stac:
+            write_stac(config, driver.ranges)
         sweep_temp_files(config)
+    if lock.reaped:
+        log.info("ended %d processes left by a killed run: %s", len(lock.reaped), lock.reaped)
     return _report(config, plan, records, run_id, started, sorted(driver.notes))
 
 
@@ -114,17 +130,45 @@ class _parsl:
     """Load a fresh Parsl config for the site; always clean up, even on Ctrl-C."""
 
     def __init__(self, site_model, run_dir: Path):
-        self.config = parsl_config(site_model, run_dir, retries=2, retry_handler=retry_cost)
+        self.config = config_for_run(site_model, run_dir, retries=2, retry_handler=retry_cost)
 
     def __enter__(self):
         self.dfk = parsl.load(self.config)
         return self.dfk
 
+    def check(self) -> None:
+        """Fail the run if an interchange died (killed, OOM): Parsl would wait for it forever.
+        The rows so far are in the journal, so a rerun resumes."""
+        for proc in self._interchanges():
+            if proc.poll() is not None:
+                raise RasterflowError(
+                    f"Parsl's interchange (pid {proc.pid}) died with exit code {proc.returncode}; "
+                    "the results so far are kept: rerun to resume"
+                )
+
+    def _interchanges(self) -> list:
+        procs = [getattr(ex, "interchange_proc", None) for ex in self.dfk.executors.values()]
+        return [proc for proc in procs if proc is not None]
+
     def __exit__(self, *exc) -> None:
         try:
-            self.dfk.cleanup()
+            if all(proc.poll() is None for proc in self._interchanges()):
+                self.dfk.cleanup()
+            else:  # cleanup would block on the dead interchange's channel: end what is ours
+                atexit.unregister(self.dfk.atexit_cleanup)
+                reap_orphans({"parsl_run_dir": os.path.abspath(self.dfk.run_dir)})
         finally:
             parsl.clear()
+
+
+def parsl_traces(dfk) -> dict:
+    """What a run that finds this driver dead needs to end the Parsl processes it left:
+    the run dir (every pool command line names it), the interchange's pid and birth time."""
+    procs = [getattr(executor, "interchange_proc", None) for executor in dfk.executors.values()]
+    pid = next((proc.pid for proc in procs if proc is not None), None)
+    started = psutil.Process(pid).create_time() if pid and psutil.pid_exists(pid) else None
+    return {"parsl_run_dir": os.path.abspath(dfk.run_dir), "interchange_pid": pid,
+            "interchange_started": started}  # fmt: skip
 
 
 def retry_cost(exception: BaseException, task_record: dict) -> float:
@@ -153,14 +197,18 @@ TEMP_NAME = re.compile(r"\.(\d+)\.[0-9a-f]{8}\.tmp$")
 
 
 def sweep_temp_files(config: RasterflowConfig) -> int:
-    """Remove temporary files whose writer (a pid on this host) is gone."""
+    """Remove temporary files whose writer (a pid on this host) is gone: under the output
+    trees, and those of the event log and summary (a driver killed while writing them)."""
+    records = [Path(config.filename_rasterization_events), Path(config.filename_rasters_summary)]
+    stems = tuple(path.name.removesuffix(".csv") for path in records)
+    found = [Path(folder, name) for root in (config.dir_geotiff, config.dir_web_tiles)
+             for folder, _, names in os.walk(root) for name in names]  # fmt: skip
+    for folder in {path.parent for path in records if path.parent.is_dir()}:
+        found += [path for path in folder.iterdir() if path.name.startswith(stems)]
     removed = 0
-    for root in (config.dir_geotiff, config.dir_web_tiles):
-        for folder, _, names in os.walk(root):
-            for name in names:
-                match = TEMP_NAME.search(name)
-                if match and not pid_alive(int(match.group(1))):
-                    Path(folder, name).unlink(missing_ok=True)
-                    removed += 1
+    for path in found:
+        match = TEMP_NAME.search(path.name)
+        if match and not pid_alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed += 1
     return removed
-

@@ -1,0 +1,273 @@
+"""Outputs that GIS tools open: Cloud-Optimized GeoTIFFs, WMTS capabilities, quick-looks.
+
+COGs are checked by rio-cogeo's validator (the rules of GDAL's
+validate_cloud_optimized_geotiff: IFD first, tiles after it in order, the
+`LAYOUT=COG` ghost header). The WMTS document is checked for the structure QGIS
+reads (layers, their style, format, tile matrix set link and resource URL
+template; the tile matrix set with every matrix's scale, corner, tile and matrix
+size), then opened by GDAL's own WMTS client, which must read the same pixels
+as the web tiles.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from PIL import Image
+from rasterio.windows import from_bounds
+
+from rasterize_core.geotiff import write_geotiff
+from rasterize_core.tiles import Tile, get_tms, tms_crs_wkt, xy_bounds
+from workflow.apps import webtile_path
+from workflow.config import load_config, parse_config
+from workflow.quicklook import quicklook_path, write_quicklooks
+from workflow.run import run_workflow
+from workflow.synthetic import make_sample
+from workflow.view import existing_tiles, write_products, write_run_products
+from workflow.wmts import NS, WMTS_NAME, capabilities, crs_urn, write_wmts
+
+cogeo = pytest.importorskip("rio_cogeo.cogeo", reason="rio-cogeo validates COGs (test extra)")
+
+
+@pytest.fixture(scope="module")
+def cog_run(tmp_path_factory):
+    """The demo's synthetic sample with `cog: true`, run through the pipeline."""
+    root = tmp_path_factory.mktemp("outputs")
+    sample = make_sample(root)
+    raw = json.loads(sample.config_path.read_text())
+    sample.config_path.write_text(json.dumps({**raw, "cog": True}))
+    config = load_config(sample.config_path)
+    report = run_workflow(config, live_progress=False)
+    assert report.exit_code == 0
+    return config
+
+
+# -- Cloud-Optimized GeoTIFFs ---------------------------------------------------------
+def test_every_geotiff_of_a_cog_run_is_a_valid_cog(cog_run):
+    paths = sorted(Path(cog_run.dir_geotiff).rglob("*.tif"))
+    assert len(paths) == 16  # 6 + 4 + 4 + 1 + 1
+    for path in paths:
+        valid, errors, warnings = cogeo.cog_validate(str(path), strict=True)
+        assert valid and not errors and not warnings, (path, errors, warnings)
+        with rasterio.open(path) as dataset:
+            assert dataset.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+            assert dataset.descriptions == tuple(cog_run.stat_names)
+            assert np.isnan(dataset.nodata) and dataset.crs is not None
+            assert dataset.block_shapes[0] == (256, 256)
+
+
+@pytest.mark.parametrize("shape", [(256, 256), (128, 128), (100, 100), (1024, 1024)])
+def test_cog_writer(tmp_path, shape):
+    """Any tile size gives a valid COG (overviews above 512 px), byte-identical on rewrite,
+    holding the values exactly."""
+    rng = np.random.default_rng(1)
+    data = rng.random((2, *shape))
+    data[0, :5] = np.nan
+    bounds = xy_bounds("WorldCRS84Quad", Tile(13, 100, 100))
+    path = tmp_path / "tile.tif"
+    write_geotiff(path, data, bounds, tms_crs_wkt("WorldCRS84Quad"), ["a", "b"], cog=True)
+    first = path.read_bytes()
+    assert cogeo.cog_validate(str(path), strict=True)[0]
+    write_geotiff(path, data, bounds, tms_crs_wkt("WorldCRS84Quad"), ["a", "b"], cog=True)
+    assert path.read_bytes() == first
+    with rasterio.open(path) as dataset:
+        np.testing.assert_array_equal(dataset.read(), data.astype("float32"))
+        assert bool(dataset.overviews(1)) == (max(shape) > 512)
+
+
+def test_plain_geotiffs_are_not_cogs(tmp_path):
+    path = tmp_path / "tile.tif"
+    data = np.ones((1, 256, 256))
+    write_geotiff(path, data, xy_bounds("WorldCRS84Quad", Tile(3, 1, 1)),
+                  tms_crs_wkt("WorldCRS84Quad"), ["a"], cog=False)  # fmt: skip
+    with rasterio.open(path) as dataset:
+        assert "LAYOUT" not in dataset.tags(ns="IMAGE_STRUCTURE")
+
+
+# -- WMTS capabilities ----------------------------------------------------------------------
+def q(path: str) -> str:
+    """`wmts:Contents/ows:Identifier` -> ElementTree's `{uri}name` path."""
+    return re.sub(r"(\w+):(\w+)", lambda m: f"{{{NS[m.group(1)]}}}{m.group(2)}", path)
+
+
+def test_wmts_has_what_qgis_reads(cog_run):
+    path = write_wmts(cog_run)
+    assert path == Path(cog_run.dir_web_tiles) / WMTS_NAME  # beside the {stat}/ folders
+    root = ET.parse(path).getroot()
+    assert root.tag == q("wmts:Capabilities") and root.get("version") == "1.0.0"
+    contents = root.find(q("wmts:Contents"))
+    sets = {s.findtext(q("ows:Identifier")): s for s in contents.findall(q("wmts:TileMatrixSet"))}
+    assert set(sets) == {"WorldCRS84Quad"}
+    layers = contents.findall(q("wmts:Layer"))
+    assert [layer.findtext(q("ows:Identifier")) for layer in layers] == cog_run.stat_names
+    tiles = existing_tiles(cog_run)
+    for layer in layers:
+        stat = layer.findtext(q("ows:Identifier"))
+        assert layer.findtext(q("ows:Title")) == stat
+        style = layer.find(q("wmts:Style"))
+        assert style.get("isDefault") == "true" and style.findtext(q("ows:Identifier"))
+        assert layer.findtext(q("wmts:Format")) == "image/png"
+        box = layer.find(q("ows:WGS84BoundingBox"))
+        west, south = map(float, box.findtext(q("ows:LowerCorner")).split())
+        east, north = map(float, box.findtext(q("ows:UpperCorner")).split())
+        assert -149.1 < west < east < -148.7 and 69.9 < south < north < 70.4
+        link = layer.find(q("wmts:TileMatrixSetLink"))
+        assert link.findtext(q("wmts:TileMatrixSet")) in sets
+        limits = {
+            e.findtext(q("wmts:TileMatrix")): e for e in link.iter(q("wmts:TileMatrixLimits"))
+        }
+        assert sorted(map(int, limits)) == sorted(tiles)
+        for z, level in tiles.items():
+            entry = limits[str(z)]
+            assert int(entry.findtext(q("wmts:MinTileCol"))) == min(x for x, _ in level)
+            assert int(entry.findtext(q("wmts:MaxTileRow"))) == max(y for _, y in level)
+        url = layer.find(q("wmts:ResourceURL"))
+        assert url.get("resourceType") == "tile" and url.get("format") == "image/png"
+        template = url.get("template")
+        assert all(key in template for key in ("{TileMatrix}", "{TileCol}", "{TileRow}"))
+        z = max(tiles)
+        x, y = min(tiles[z])
+        filled = template.format(TileMatrix=z, TileCol=x, TileRow=y)
+        assert filled.startswith("file://")
+        assert (
+            Path(filled.removeprefix("file://"))
+            == webtile_path(cog_run, Tile(z, x, y), stat).resolve()
+        )
+    matrix_set = sets["WorldCRS84Quad"]
+    assert matrix_set.findtext(q("ows:SupportedCRS")) == "urn:ogc:def:crs:OGC:1.3:CRS84"
+    matrices = matrix_set.findall(q("wmts:TileMatrix"))
+    assert [m.findtext(q("ows:Identifier")) for m in matrices] == [str(z) for z in range(14)]
+    tms = get_tms("WorldCRS84Quad")
+    for z, matrix in enumerate(matrices):
+        assert float(matrix.findtext(q("wmts:ScaleDenominator"))) == pytest.approx(
+            tms.matrix(z).scaleDenominator, rel=1e-12
+        )
+        assert matrix.findtext(q("wmts:TopLeftCorner")).split() == ["-180.0", "90.0"]
+        assert (
+            matrix.findtext(q("wmts:TileWidth")) == matrix.findtext(q("wmts:TileHeight")) == "256"
+        )
+        assert int(matrix.findtext(q("wmts:MatrixWidth"))) == 2 ** (z + 1)  # 2x1 tiles at z0
+        assert int(matrix.findtext(q("wmts:MatrixHeight"))) == 2**z
+
+
+def test_gdal_reads_the_web_tiles_through_the_wmts_document(cog_run):
+    """GDAL's WMTS client (what QGIS's GDAL-based tools use): the same pixels as the PNGs."""
+    path = write_wmts(cog_run)
+    tiles = existing_tiles(cog_run)
+    z = max(tiles)
+    for stat in ("iwp_coverage", "mean_width"):
+        with rasterio.open(f"WMTS:{path},layer={stat}") as dataset:
+            assert dataset.crs.to_string() in ("OGC:CRS84", "EPSG:4326")
+            for x, y in sorted(tiles[z])[:3]:
+                window = from_bounds(*xy_bounds(cog_run.tms_id, Tile(z, x, y)), dataset.transform)
+                pixels = dataset.read(window=window.round_offsets().round_lengths())
+                with Image.open(webtile_path(cog_run, Tile(z, x, y), stat)) as image:
+                    png = np.asarray(image.convert("RGBA")).transpose(2, 0, 1)
+                np.testing.assert_array_equal(pixels, png)
+
+
+def _config_over_fake_tiles(root: Path, **overrides):
+    raw = {"dir_web_tiles": str(root / "web"), "tms_id": "WorldCRS84Quad", "z_range": [2, 3],
+           "statistics": [{"name": "n", "weight_by": "count", "property": "centroids_per_pixel"}],
+           **overrides}  # fmt: skip
+    config = parse_config(raw)
+    height, width = config.tile_size
+    for tile in (Tile(3, 5, 2), Tile(3, 6, 2), Tile(2, 2, 1), Tile(2, 3, 1)):
+        path = webtile_path(config, tile, "n")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGBA", (width, height), (200, 0, 0, 255)).save(path)
+    return config
+
+
+def test_wmts_for_128_pixel_tiles_and_a_served_folder(tmp_path):
+    structure = ["tms", "style", "z", "x", "y"]
+    config = _config_over_fake_tiles(tmp_path, tile_size=[128, 128], tile_path_structure=structure)
+    root = capabilities(config, base_url="https://example.org/pdg/tiles/")
+    layer = root.find(q("wmts:Contents/wmts:Layer"))
+    template = layer.find(q("wmts:ResourceURL")).get("template")
+    assert template == (
+        "https://example.org/pdg/tiles/WorldCRS84Quad/n/{TileMatrix}/{TileCol}/{TileRow}.png"
+    )
+    tms = get_tms("WorldCRS84Quad")
+    matrices = root.findall(q("wmts:Contents/wmts:TileMatrixSet/wmts:TileMatrix"))
+    assert len(matrices) == 4
+    for z, matrix in enumerate(matrices):
+        assert matrix.findtext(q("wmts:TileWidth")) == "128"
+        # pixels twice the size of the TMS's 256-pixel tiles: twice the scale denominator
+        scale = float(matrix.findtext(q("wmts:ScaleDenominator")))
+        assert scale == pytest.approx(2 * tms.matrix(z).scaleDenominator, rel=1e-12)
+
+
+def test_crs_urns():
+    assert crs_urn("http://www.opengis.net/def/crs/EPSG/0/3857") == "urn:ogc:def:crs:EPSG::3857"
+    assert (
+        crs_urn("http://www.opengis.net/def/crs/OGC/1.3/CRS84") == "urn:ogc:def:crs:OGC:1.3:CRS84"
+    )
+
+
+# -- quick-looks ------------------------------------------------------------------------------
+def test_quicklook_per_level_and_statistic(cog_run):
+    paths = write_quicklooks(cog_run)
+    assert len(paths) == 5 * len(cog_run.stat_names)
+    for stat in cog_run.stat_names:
+        for z, tiles in existing_tiles(cog_run, [stat]).items():
+            path = quicklook_path(cog_run, stat, z)
+            assert path in paths and path.parent.parent == Path(cog_run.dir_web_tiles)
+            with Image.open(path) as image:
+                ql = np.asarray(image.convert("RGBA"))
+            xs, ys = [x for x, _ in tiles], [y for _, y in tiles]
+            columns, rows = max(xs) - min(xs) + 1, max(ys) - min(ys) + 1
+            assert max(ql.shape[:2]) <= 512
+            assert ql.shape[1] * rows == ql.shape[0] * columns  # the level's aspect, whole tiles
+            assert ql[..., 3].any()
+
+
+def test_quicklook_is_the_level_mosaicked(cog_run):
+    """z12: 2x2 tiles of 256 px fit 512 px unshrunk: the quick-look is the tiles, placed."""
+    write_quicklooks(cog_run)
+    tiles = existing_tiles(cog_run, ["iwp_coverage"])[12]
+    x0, y0 = min(x for x, _ in tiles), min(y for _, y in tiles)
+    with Image.open(quicklook_path(cog_run, "iwp_coverage", 12)) as image:
+        ql = np.asarray(image.convert("RGBA"))
+    assert ql.shape == (512, 512, 4)
+    for x, y in tiles:
+        with Image.open(webtile_path(cog_run, Tile(12, x, y), "iwp_coverage")) as image:
+            tile = np.asarray(image.convert("RGBA"))
+        block = ql[(y - y0) * 256 : (y - y0 + 1) * 256, (x - x0) * 256 : (x - x0 + 1) * 256]
+        np.testing.assert_array_equal(block, tile)
+
+
+def test_quicklook_shrinks_and_leaves_gaps_transparent(tmp_path):
+    config = _config_over_fake_tiles(tmp_path)
+    paths = write_quicklooks(config, max_side=256)
+    assert len(paths) == 2
+    with Image.open(quicklook_path(config, "n", 3)) as image:
+        ql = np.asarray(image.convert("RGBA"))
+    assert ql.shape == (128, 256, 4)  # 2x1 tiles shrunk by 2 to fit 256 px
+    assert (ql[..., 0] == 200).all() and (ql[..., 3] == 255).all()
+    assert write_quicklooks(config, max_tiles=1) == []  # too many tiles: skipped
+
+
+# -- all products -------------------------------------------------------------------------------
+def test_run_products_sit_beside_the_tiles(cog_run):
+    paths = write_run_products(cog_run, {})
+    names = {p.name for p in paths}
+    assert {"viewer.html", WMTS_NAME} <= names
+    web = Path(cog_run.dir_web_tiles)
+    assert all(p.parent == web or p.parent == web / "quicklooks" for p in paths)
+    for stat in cog_run.stat_names:  # nothing but the tiles under a statistic's folder
+        files = [p for p in (web / stat).rglob("*") if p.is_file()]
+        assert all(re.fullmatch(r"\d+/\d+/\d+\.png", "/".join(p.parts[-3:])) for p in files)
+
+
+def test_run_products_never_fail_a_run(tmp_path):
+    config = parse_config({"dir_web_tiles": str(tmp_path / "nothing")})
+    assert write_run_products(config, {}) == []
+    with pytest.raises(Exception, match="no web tiles"):
+        write_products(config)

@@ -1,0 +1,205 @@
+"""`rasterflow plan`: what a run would do, without doing it.
+
+The same plan `run` makes (staged tiles, every level's parents, batches cut by
+input bytes for the site's workers) and what a rerun would skip, from the event
+log and the files, by the fingerprints `run` uses (`resume.Fingerprints`).
+Nothing is submitted and Parsl is not started.
+
+A parent or web tile above a tile that will be redone is counted as redone: its
+inputs may change. If they come out byte-identical the run skips it after all,
+so the redo counts are upper bounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rasterize_core.tiles import Tile
+from workflow.apps import geotiff_path
+from workflow.config import RasterflowConfig
+from workflow.events import RunRecords
+from workflow.plan import (
+    Plan,
+    default_batch_bytes,
+    list_staged,
+    make_plan,
+    read_tile_list,
+    source_sizes,
+)
+from workflow.resume import Fingerprints
+from workflow.value_ranges import level_ranges
+
+
+@dataclass
+class LevelPlan:
+    z: int
+    step: str  # "rasterize" (z-max) or "parent"
+    tiles: int
+    batches: int
+    input_bytes: int | None  # staged bytes (z-max only)
+    redo: int  # raster step (rasterize or parent): tiles a rerun would do
+    web_redo: int  # web tiles a rerun would do
+
+    @property
+    def skip(self) -> int:
+        return self.tiles - self.redo
+
+    @property
+    def web_skip(self) -> int:
+        return self.tiles - self.web_redo
+
+
+@dataclass
+class PlanReport:
+    config: RasterflowConfig
+    site: str
+    workers: int
+    batch_bytes: int
+    batch_tiles: int
+    levels: list[LevelPlan] = field(default_factory=list)
+    invalid: list[Tile] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # listed sources that are not there
+    has_log: bool = False
+    overwrite: bool = False
+    retries: set[Tile] = field(default_factory=set)  # failed before, same inputs now
+
+    def lines(self) -> list[str]:
+        c = self.config
+        staged = Path(c.dir_staged) / c.tms_id / str(c.z_max)
+        top = self.levels[0] if self.levels else None
+        out = [
+            f"plan for {c.filename_config}: {c.tms_id}, z {c.z_min}-{c.z_max}, "
+            f"{len(c.statistics)} statistics ({', '.join(c.stat_names)})",
+            f"staged: {top.tiles if top else 0} tiles, {_size(top.input_bytes if top else 0)} "
+            f"in {staged}",
+            f"site {self.site}: {self.workers} workers; z-max batches up to "
+            f"{_size(self.batch_bytes)} or {self.batch_tiles} tiles",
+        ]
+        header = (f"{'level':<6}{'step':<10}{'tiles':>8}{'batches':>9}{'input':>11}"
+                  f"{'skip':>9}{'redo':>8}{'web skip':>10}{'web redo':>10}")  # fmt: skip
+        out += ["", header]
+        for level in self.levels:
+            size = _size(level.input_bytes) if level.input_bytes is not None else ""
+            out.append(f"{'z' + str(level.z):<6}{level.step:<10}{level.tiles:>8}{level.batches:>9}"
+                       f"{size:>11}{level.skip:>9}{level.redo:>8}{level.web_skip:>10}"
+                       f"{level.web_redo:>10}")  # fmt: skip
+        tiles = sum(level.tiles for level in self.levels)
+        batches = sum(level.batches for level in self.levels)
+        redo = sum(level.redo + level.web_redo for level in self.levels)
+        skip = 2 * tiles - redo
+        out.append(f"{'total':<16}{tiles:>8}{batches:>9}")
+        out.append("")
+        if self.overwrite:
+            out.append(f"--overwrite: a run would redo all {redo} tile steps.")
+        elif not self.has_log:
+            out.append(f"no event log yet ({c.filename_rasterization_events}): "
+                       f"a run would do all {redo} tile steps.")  # fmt: skip
+        elif redo == 0:
+            out.append(f"up to date: a rerun would skip all {skip} tile steps.")
+        else:
+            out.append(f"a rerun would redo at most {redo} tile steps and skip {skip} "
+                       "(parents and web tiles over redone tiles count as redone).")  # fmt: skip
+            if self.retries:
+                out.append(f"{len(self.retries)} of them retry tiles that failed with the same "
+                           "inputs (`rasterflow status` lists why); if they now succeed, the "
+                           "parents above them are redone too.")  # fmt: skip
+        if self.invalid:
+            shown = ", ".join(f"{t.z}/{t.x}/{t.y}" for t in self.invalid[:5])
+            out.append(f"{len(self.invalid)} staged tiles are outside {c.tms_id} and will "
+                       f"fail: {shown}{' ...' if len(self.invalid) > 5 else ''}")  # fmt: skip
+        if self.unreadable:
+            shown = ", ".join(self.unreadable[:3])
+            out.append(f"{len(self.unreadable)} listed tiles have no staged file and will "
+                       f"fail: {shown}{' ...' if len(self.unreadable) > 3 else ''}")  # fmt: skip
+        return out
+
+    def text(self) -> str:
+        return "\n".join(self.lines())
+
+
+def plan_report(
+    config: RasterflowConfig,
+    site: str = "local",
+    overwrite: bool = False,
+    tiles_file: str | Path | None = None,
+) -> PlanReport:
+    """The run's plan and what a rerun would skip; raises RasterflowError with no tiles."""
+    from executors.sites import load_site
+    from rasterize_core.errors import RasterflowError
+    from workflow.run import MAX_BATCH_TILES, expected_workers  # imports Parsl, starts nothing
+
+    workers = expected_workers(load_site(site))
+    sources = read_tile_list(tiles_file, config) if tiles_file else list_staged(config)
+    if not sources:
+        where = tiles_file or Path(config.dir_staged) / config.tms_id / str(config.z_max)
+        raise RasterflowError(
+            f"no staged tiles found in {where} (pattern {{x}}/{{y}}{config.ext_staged})"
+        )
+    sizes = source_sizes(sources)
+    batch_bytes = default_batch_bytes(sum(sizes.values()), workers)
+    plan = make_plan(config, sources, batch_bytes, MAX_BATCH_TILES, sizes)
+    records = RunRecords(config).load()
+    report = PlanReport(config, site, workers, batch_bytes, MAX_BATCH_TILES,
+                        invalid=list(plan.invalid), has_log=bool(records.events),
+                        overwrite=overwrite or config.overwrite)  # fmt: skip
+    report.unreadable = [path for path in sources.values() if not Path(path).exists()]
+    redo, report.retries = rerun_todo(config, plan, records, report.overwrite)
+    for z in sorted(plan.levels, reverse=True):
+        tiles = plan.levels[z]
+        step = "rasterize" if z == plan.z_max else "parent"
+        size = sum(sizes.get(t, 0) for t in tiles) if z == plan.z_max else None
+        report.levels.append(LevelPlan(z, step, len(tiles), len(plan.batches[z]), size,
+                                       len(redo[step, z]), len(redo["webtile", z])))  # fmt: skip
+    return report
+
+
+def rerun_todo(
+    config: RasterflowConfig, plan: Plan, records: RunRecords, overwrite: bool
+) -> tuple[dict[tuple[str, int], set[Tile]], set[Tile]]:
+    """Per (step, z): the tiles a run would work on now; and the retries among them.
+
+    A retry is a tile that failed with the same inputs as now: it is redone, but
+    is expected to fail again (errors that are not transient do), so the parents
+    above it are not counted. Above any other redone tile, they are (upper bounds).
+    """
+    fingerprints = Fingerprints(config, plan, records, overwrite)
+    todo: dict[tuple[str, int], set[Tile]] = {}
+    retries: set[Tile] = set()
+    changing: set[Tile] = set()  # raster tiles of the level below whose output may change
+    for z in sorted(plan.levels, reverse=True):
+        tiles = plan.levels[z]
+        step = "rasterize" if z == plan.z_max else "parent"
+        own = fingerprints.todo(step, tiles, None)
+        if step == "parent":  # a parent with no child to build it from is not built
+            own = {t: fp for t, fp in own.items() if _buildable(config, t, changing)}
+        level_retries = {t for t, fp in own.items() if _same_failure(records, step, t, fp)}
+        above = {tile for tile in tiles if any(c in changing for c in tile.children())}
+        todo[step, z] = set(own) | above
+        retries |= level_retries
+        changing = (set(own) - level_retries) | above
+        # web tiles: coloured with the level's ranges as the summary gives them now
+        ranges = level_ranges(config, z, records.level_summary(z))
+        web = fingerprints.todo("webtile", tiles, ranges)
+        todo["webtile", z] = {t for t in web if geotiff_path(config, t).exists()} | changing
+    return todo, retries
+
+
+def _buildable(config: RasterflowConfig, parent: Tile, changing: set[Tile]) -> bool:
+    """A parent is built from the children that exist (or may now be made)."""
+    return any(c in changing or geotiff_path(config, c).exists() for c in parent.children())
+
+
+def _same_failure(records: RunRecords, step: str, tile: Tile, fingerprint: str) -> bool:
+    row = records.event(step, *tile)
+    return bool(row) and row["status"] == "failed" and row.get("fingerprint") == fingerprint
+
+
+def _size(n: int | None) -> str:
+    """Bytes for people: `812 B`, `1.4 MB`."""
+    value = float(n or 0)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"

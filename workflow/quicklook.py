@@ -1,0 +1,86 @@
+"""Quick-looks: one small PNG per level and statistic, the level's web tiles mosaicked.
+
+`{dir_web_tiles}/quicklooks/{stat}_z{z}.png` (beside the `{stat}/` folders): the
+bounding box of the level's tiles, each tile shrunk to the same whole number of
+pixels so the image fits `max_side` (tiles keep their grid alignment; a tile
+is at least one pixel). Shrinking averages colours with their alpha, as Pillow
+does for RGBA, so sparse pixels fade instead of vanishing or darkening.
+Levels too large for a quick-look (more than `max_tiles` tiles or more than
+`max_side` tiles across) are skipped with a log line: a coarser level shows them.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+from PIL import Image
+
+from rasterize_core.atomic import atomic_write_bytes
+from rasterize_core.tiles import Tile
+from workflow.apps import webtile_path
+from workflow.config import RasterflowConfig
+from workflow.view import TilesByStat, tiles_by_stat
+
+log = logging.getLogger("rasterflow")
+
+QUICKLOOK_DIR = "quicklooks"
+MAX_SIDE = 512  # pixels on the long side, at most
+MAX_TILES = 20_000  # tiles read for one quick-look, at most
+
+
+def quicklook_path(config: RasterflowConfig, stat: str, z: int) -> Path:
+    return Path(config.dir_web_tiles) / QUICKLOOK_DIR / f"{stat}_z{z}.png"
+
+
+def mosaic(
+    config: RasterflowConfig, stat: str, z: int, tiles: set[tuple[int, int]], max_side: int
+) -> Image.Image:
+    """The level's tiles of `stat` on one transparent RGBA canvas, shrunk to fit."""
+    x0, x1 = min(x for x, _ in tiles), max(x for x, _ in tiles)
+    y0, y1 = min(y for _, y in tiles), max(y for _, y in tiles)
+    height, width = config.tile_size
+    across = max((x1 - x0 + 1) * width, (y1 - y0 + 1) * height)
+    shrink = max(1, -(-across // max_side))  # a whole factor: tiles stay aligned
+    tile_w, tile_h = max(1, width // shrink), max(1, height // shrink)
+    canvas = Image.new("RGBA", ((x1 - x0 + 1) * tile_w, (y1 - y0 + 1) * tile_h), (0, 0, 0, 0))
+    for x, y in sorted(tiles):
+        path = webtile_path(config, Tile(z, x, y), stat)
+        try:
+            with Image.open(path) as image:
+                tile = image.convert("RGBA")
+        except OSError as err:
+            log.warning("quick-look %s z%d: %s unreadable (%s)", stat, z, path, err)
+            continue
+        if tile.size != (tile_w, tile_h):
+            tile = tile.resize((tile_w, tile_h), Image.Resampling.BOX)
+        canvas.paste(tile, ((x - x0) * tile_w, (y - y0) * tile_h))
+    return canvas
+
+
+def write_quicklooks(
+    config: RasterflowConfig,
+    max_side: int = MAX_SIDE,
+    max_tiles: int = MAX_TILES,
+    found: TilesByStat | None = None,
+) -> list[Path]:
+    """A quick-look per level and statistic that has web tiles; return their paths."""
+    found = found if found is not None else tiles_by_stat(config)
+    written = []
+    for stat in config.stat_names:
+        for z, tiles in sorted(found.get(stat, {}).items()):
+            xs = [x for x, _ in tiles]
+            ys = [y for _, y in tiles]
+            span = max(max(xs) - min(xs), max(ys) - min(ys)) + 1
+            if len(tiles) > max_tiles or span > max_side:
+                log.info("quick-look %s z%d skipped: %d tiles, %d across (a coarser level "
+                         "shows them)", stat, z, len(tiles), span)  # fmt: skip
+                continue
+            image = mosaic(config, stat, z, tiles, max_side)
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG", optimize=True)
+            path = quicklook_path(config, stat, z)
+            atomic_write_bytes(path, buffer.getvalue())
+            written.append(path)
+    return written

@@ -1,0 +1,349 @@
+"""`rasterflow view`: a self-contained, offline map page beside the web tiles.
+
+One HTML file, `{dir_web_tiles}/viewer.html` (beside the `{stat}/` folders, never
+inside them), with Leaflet inlined from the copy vendored in `workflow/static/`,
+so it opens from disk with no network. It shows:
+
+- one tile layer per statistic, read from the web tiles by relative URLs built
+  from `tile_path_structure`, in the grid's own CRS (WorldCRS84Quad is drawn in
+  EPSG:4326 with its 2x1 tiles at z0; WebMercatorQuad in EPSG:3857);
+- a legend per visible statistic: its palette and the value range at the level
+  on screen (the ranges the tiles were coloured with: the run's, else the
+  `__updated.json` config, else the summary);
+- a base of tile outlines: GeoJSON of the tiles that exist, per level.
+
+The view can be set from the URL: `viewer.html#map=Z/LAT/LON&layers=a,b&outlines=0`
+(the page keeps the address in step with the map, so a view can be shared).
+
+`write_run_products` writes every product a finished run leaves beside its web
+tiles: this page, the WMTS capabilities and the quick-looks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from rasterize_core import palette
+from rasterize_core.atomic import atomic_write_bytes
+from rasterize_core.errors import RasterflowError
+from rasterize_core.tiles import Tile, get_tms, matrix_size, xy_bounds
+from workflow.apps import webtile_path
+from workflow.config import RasterflowConfig
+
+log = logging.getLogger("rasterflow")
+
+VIEWER_NAME = "viewer.html"
+OUTLINES_PER_LEVEL = 5000  # tile outlines embedded per level (GeoJSON is ~200 bytes a tile)
+KNOWN_TILES = (
+    200_000  # tiles listed (coarse levels first) so the page asks only for those that exist
+)
+LEGEND_STOPS = 33  # colour stops of a legend's gradient (of the palette's 256)
+ZOOM_OUT_LEVELS = 3  # how far the map zooms out below z_min (tiles shrink, so few of them)
+ZOOM_IN_LEVELS = 3  # how far the map zooms in past z_max (pixels grow)
+STATIC_DIR = Path(__file__).resolve().parent / "static"  # vendored Leaflet, page template
+PLACEHOLDER = re.compile(r"__([A-Z_]+)__")
+Ranges = dict[int, dict[str, tuple[float, float]]]
+TilesByStat = dict[str, dict[int, set]]  # statistic -> z -> {(x, y)} of the web tiles on disk
+
+
+class ViewerError(RasterflowError):
+    """The map page cannot be drawn for this config (an unsupported grid)."""
+
+
+# -- the grid, as Leaflet needs it ---------------------------------------------
+@dataclass(frozen=True)
+class MapGrid:
+    """A Leaflet CRS for a quadtree TMS: a projection and an affine map to pixels at z0."""
+
+    code: str
+    projection: str  # "lonlat" (degrees) or "mercator" (EPSG:3857 metres)
+    origin: tuple[float, float]  # top-left corner of tile (0, 0), CRS x/y
+    extent0: tuple[float, float]  # a z0 tile's width and height, CRS units
+    tile_size: tuple[int, int]  # width, height in pixels (the config's, not the TMS's)
+
+    def as_json(self) -> dict:
+        return {"code": self.code, "projection": self.projection, "origin": list(self.origin),
+                "extent0": list(self.extent0), "tile_size": list(self.tile_size)}  # fmt: skip
+
+
+def map_grid(config: RasterflowConfig) -> MapGrid:
+    """The Leaflet grid of the config's TMS; ViewerError when Leaflet cannot draw it alone."""
+    tms = get_tms(config.tms_id)
+    crs = tms.crs._pyproj_crs
+    if crs.is_geographic:
+        projection = "lonlat"
+    elif crs.to_epsg() == 3857:
+        projection = "mercator"
+    else:
+        raise ViewerError(
+            f"the viewer draws geographic (lon/lat) and Web Mercator grids; {config.tms_id} "
+            f"is in {crs.name}. The web tiles and the WMTS capabilities still work in QGIS."
+        )
+    left, bottom, right, top = xy_bounds(config.tms_id, Tile(0, 0, 0))
+    width0, height0 = matrix_size(config.tms_id, 0)
+    for z in range(config.z_min, config.z_max + 1):  # a quadtree: each level halves the last
+        if matrix_size(config.tms_id, z) != (width0 << z, height0 << z):
+            raise ViewerError(f"the viewer needs a quadtree grid; {config.tms_id} is not one")
+    height, width = config.tile_size
+    return MapGrid(f"rasterflow:{config.tms_id}", projection, (left, top),
+                   (right - left, top - bottom), (width, height))  # fmt: skip
+
+
+# -- what exists on disk --------------------------------------------------------
+def tiles_by_stat(config: RasterflowConfig) -> TilesByStat:
+    """Per statistic, per level: (x, y) of its web tiles on disk (one scan of the folders)."""
+    found: TilesByStat = {}
+    for stat in config.stat_names:
+        levels = {}
+        for z in range(config.z_min, config.z_max + 1):
+            level_dir = webtile_path(config, Tile(z, 0, 0), stat).parent.parent
+            levels[z] = _scan_level(level_dir, config.ext_web_tiles)
+        found[stat] = {z: tiles for z, tiles in levels.items() if tiles}
+    return found
+
+
+def existing_tiles(
+    config: RasterflowConfig, stats: list[str] | None = None, found: TilesByStat | None = None
+) -> dict[int, set]:
+    """(x, y) of the web tiles on disk per level, for any of `stats` (default: all)."""
+    found = found if found is not None else tiles_by_stat(config)
+    union: dict[int, set] = {}
+    for stat in stats or config.stat_names:
+        for z, tiles in found.get(stat, {}).items():
+            union.setdefault(z, set()).update(tiles)
+    return union
+
+
+def _scan_level(level_dir: Path, ext: str) -> set[tuple[int, int]]:
+    tiles = set()
+    if not level_dir.is_dir():
+        return tiles
+    for column in os.scandir(level_dir):
+        if not (column.is_dir() and column.name.isdigit()):
+            continue
+        for entry in os.scandir(column.path):
+            stem = entry.name.removesuffix(ext)
+            if entry.name.endswith(ext) and stem.isdigit():
+                tiles.add((int(column.name), int(stem)))
+    return tiles
+
+
+def lonlat_bounds(config: RasterflowConfig, tile: Tile) -> tuple[float, float, float, float]:
+    """(west, south, east, north) of a tile in degrees."""
+    import morecantile
+
+    b = get_tms(config.tms_id).bounds(morecantile.Tile(tile.x, tile.y, tile.z))
+    return (b.left, b.bottom, b.right, b.top)
+
+
+def extent_of(config: RasterflowConfig, tiles: dict[int, set]) -> tuple | None:
+    """(west, south, east, north) in degrees of the tiles at their finest level."""
+    if not tiles:
+        return None
+    z = max(tiles)
+    xs = [x for x, _ in tiles[z]]
+    ys = [y for _, y in tiles[z]]
+    west, _, _, north = lonlat_bounds(config, Tile(z, min(xs), min(ys)))
+    _, south, east, _ = lonlat_bounds(config, Tile(z, max(xs), max(ys)))
+    return (west, south, east, north)
+
+
+# -- value ranges -----------------------------------------------------------------
+def current_ranges(config: RasterflowConfig) -> Ranges:
+    """The ranges the web tiles were coloured with: `__updated.json`, else the summary."""
+    ranges = _updated_config_ranges(config)
+    if ranges:
+        return ranges
+    from workflow.events import RunRecords
+    from workflow.value_ranges import level_ranges
+
+    records = RunRecords(config).load()
+    return {z: level_ranges(config, z, records.level_summary(z))
+            for z in range(config.z_min, config.z_max + 1)}  # fmt: skip
+
+
+def _updated_config_ranges(config: RasterflowConfig) -> Ranges:
+    path = config.updated_config_path()
+    try:
+        updated = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    ranges: Ranges = {}
+    for stat in updated.get("statistics", []):
+        for z, entry in (stat.get("z_config") or {}).items():
+            val_range = (entry or {}).get("val_range")
+            if val_range and None not in val_range and stat.get("name") in config.stat_names:
+                ranges.setdefault(int(z), {})[stat["name"]] = (float(val_range[0]),
+                                                               float(val_range[1]))  # fmt: skip
+    return ranges
+
+
+# -- the page -------------------------------------------------------------------
+def viewer_path(config: RasterflowConfig) -> Path:
+    return Path(config.dir_web_tiles) / VIEWER_NAME
+
+
+def tile_url_template(config: RasterflowConfig, stat: str) -> str:
+    """Leaflet's `{z}/{x}/{y}` URL of a statistic's tiles, relative to the page."""
+    values = {"style": quote(stat), "tms": quote(config.tms_id), "z": "{z}", "x": "{x}", "y": "{y}"}
+    return "/".join(values[part] for part in config.tile_path_structure) + config.ext_web_tiles
+
+
+def legend_colors(stat) -> list[str]:
+    """CSS colours of evenly spaced entries of the palette's 256-colour table."""
+    lut = palette.build_lut(stat.palette)
+    picks = [round(i * (len(lut) - 1) / (LEGEND_STOPS - 1)) for i in range(LEGEND_STOPS)]
+    return [_css(lut[i]) for i in picks]
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def _css(rgba) -> str:
+    r, g, b, a = (int(v) for v in rgba)
+    return f"rgba({r},{g},{b},{a / 255:.3f})"
+
+
+def page_data(config: RasterflowConfig, ranges: Ranges, tiles: dict[int, set]) -> dict:
+    """Everything the page script reads, as JSON-ready values."""
+    grid = map_grid(config)
+    extent = extent_of(config, tiles)
+    layers = []
+    for stat in config.statistics:
+        layers.append({
+            "name": stat.name,
+            "url": tile_url_template(config, stat.name),
+            "what": f"{stat.aggregation_method} of {stat.property} (by {stat.weight_by})",
+            "colors": legend_colors(stat),
+            "nodata_color": _css(palette.parse_color(stat.nodata_color)),
+            "ranges": {str(z): [_finite(v) for v in by_stat[stat.name]]
+                       for z, by_stat in sorted(ranges.items()) if stat.name in by_stat},
+        })  # fmt: skip
+    known, outlines, notes = {}, {}, []
+    budget = KNOWN_TILES
+    for z, level in sorted(tiles.items()):
+        ordered = sorted(level)
+        if len(ordered) <= budget:  # else the page asks for every tile (missing ones: 404)
+            known[str(z)] = [f"{x}/{y}" for x, y in ordered]
+            budget -= len(ordered)
+        if len(ordered) <= OUTLINES_PER_LEVEL:
+            outlines[str(z)] = outline_geojson(config, z, ordered)
+        else:
+            notes.append(f"z{z}: {len(ordered)} tiles, outlines not drawn")
+    return {
+        "title": _config_name(config),
+        "tms_id": config.tms_id,
+        "grid": grid.as_json(),
+        "z_range": list(config.z_range),
+        "zoom": [max(0, config.z_min - ZOOM_OUT_LEVELS), config.z_max + ZOOM_IN_LEVELS],
+        "extent": list(extent) if extent else None,
+        "layers": layers,
+        "known": known,
+        "outlines": outlines,
+        "notes": notes,
+    }
+
+
+def _config_name(config: RasterflowConfig) -> str:
+    """`demo/config.json`: the config's folder and name, which tell runs apart."""
+    path = Path(config.filename_config).resolve()
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+
+
+def outline_geojson(config: RasterflowConfig, z: int, tiles) -> dict:
+    """A FeatureCollection of the tiles' outlines (lon/lat), each with its z, x, y."""
+    features = []
+    for x, y in tiles:
+        west, south, east, north = lonlat_bounds(config, Tile(z, x, y))
+        ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
+        features.append({"type": "Feature", "properties": {"z": z, "x": x, "y": y},
+                         "geometry": {"type": "Polygon", "coordinates": [ring]}})  # fmt: skip
+    return {"type": "FeatureCollection", "features": features}
+
+
+def render_page(data: dict) -> str:
+    """The HTML page: the template with Leaflet, the viewer's script and the data inlined."""
+    static = STATIC_DIR
+    license_text = (static / "leaflet" / "LICENSE.txt").read_text(encoding="utf-8")
+    parts = {
+        "TITLE": _html_escape(f"rasterflow: {data['title']} ({data['tms_id']})"),
+        "LEAFLET_LICENSE": license_text.replace("--", "- -"),
+        "LEAFLET_CSS": (static / "leaflet" / "leaflet.css").read_text(encoding="utf-8"),
+        "LEAFLET_JS": (static / "leaflet" / "leaflet.js").read_text(encoding="utf-8"),
+        "VIEWER_CSS": (static / "viewer.css").read_text(encoding="utf-8"),
+        "VIEWER_JS": (static / "viewer.js").read_text(encoding="utf-8"),
+        "DATA": _script_json(data),
+    }
+    template = (static / "viewer.html").read_text(encoding="utf-8")
+    return PLACEHOLDER.sub(lambda match: parts[match.group(1)], template)
+
+
+def _script_json(data: dict) -> str:
+    """JSON safe inside a <script> element: no `</` can close it early."""
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    return text.replace("</", "<\\/").replace("<!--", "<\\!--")
+
+
+def _html_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def write_viewer(
+    config: RasterflowConfig, ranges: Ranges | None = None, found: TilesByStat | None = None
+) -> Path:
+    """Write `{dir_web_tiles}/viewer.html` for the web tiles on disk; return its path."""
+    tiles = existing_tiles(config, found=found)
+    if not tiles:
+        raise RasterflowError(
+            f"no web tiles under {config.dir_web_tiles}: run `rasterflow run` first"
+        )
+    data = page_data(config, ranges if ranges else current_ranges(config), tiles)
+    path = viewer_path(config)
+    atomic_write_bytes(path, render_page(data).encode("utf-8"))
+    return path
+
+
+# -- every product of a run ---------------------------------------------------------
+def write_products(
+    config: RasterflowConfig, ranges: Ranges | None = None, base_url: str | None = None
+) -> list[Path]:
+    """The viewer page, the WMTS capabilities and the quick-looks; return their paths."""
+    from workflow.quicklook import write_quicklooks
+    from workflow.wmts import write_wmts
+
+    found = tiles_by_stat(config)
+    if not existing_tiles(config, found=found):
+        raise RasterflowError(
+            f"no web tiles under {config.dir_web_tiles}: run `rasterflow run` first"
+        )
+    paths = []
+    try:
+        paths.append(write_viewer(config, ranges or current_ranges(config), found))
+    except ViewerError as err:  # the WMTS document and quick-looks still work
+        log.warning("map page not written: %s", err)
+    paths.append(write_wmts(config, base_url, found))
+    return paths + write_quicklooks(config, found=found)
+
+
+def write_run_products(config: RasterflowConfig, ranges: Ranges) -> list[Path]:
+    """At the end of a run: every product beside the web tiles. Never fails the run: a
+    product that cannot be made (no web tiles, a grid the viewer cannot draw) is logged."""
+    try:
+        paths = write_products(config, ranges)
+    except RasterflowError as err:
+        log.warning("viewer, WMTS and quick-looks not written: %s", err)
+        return []
+    except Exception as err:  # a bug here must not lose a finished run
+        log.warning("viewer, WMTS and quick-looks not written: %s: %s", type(err).__name__, err)
+        return []
+    log.info("map page, WMTS capabilities and %d quick-looks beside %s",
+             sum(p.parent.name == "quicklooks" for p in paths), config.dir_web_tiles)  # fmt: skip
+    return paths
