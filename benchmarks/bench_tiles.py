@@ -52,16 +52,9 @@ from workflow import apps
 from workflow.config import RasterflowConfig, parse_config
 from workflow.plan import list_staged
 from workflow.run import run_workflow
+from workflow.synthetic import IWP_STATISTICS
 
 RESULTS = Path(__file__).resolve().parent / "results"
-IWP_STATISTICS = [
-    {"name": "iwp_count", "weight_by": "count", "property": "centroids_per_pixel",
-     "aggregation_method": "sum", "resampling_method": "sum", "val_range": [0, None],
-     "palette": ["#f8ff1f1A", "#f8ff1f"], "nodata_val": 0, "nodata_color": "#ffffff00"},
-    {"name": "iwp_coverage", "weight_by": "area", "property": "area_per_pixel_area",
-     "aggregation_method": "sum", "resampling_method": "average", "val_range": [0, 1],
-     "palette": ["#66339952", "#ffcc00"], "nodata_val": 0, "nodata_color": "#ffffff00"},
-]  # fmt: skip
 TARGETS = {"zmax_over_floor": 1.5, "parent_over_read_write": 2.0, "png_ms": 10.0,
            "worker_peak_mb": 300.0, "worker_busy": 0.85}  # fmt: skip
 

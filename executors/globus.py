@@ -152,17 +152,10 @@ def submission_arguments(
     `filename_config` gets one beside its event log, so the `__updated.json` that the run
     writes lands with the outputs, not in the endpoint's task folder.
     """
-    from workflow.config import parse_config
+    from workflow.config import parse_config, read_config_json
 
     source = str(config_path)
-    try:
-        raw = json.loads(Path(config_path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(source, ["file not found"]) from None
-    except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError(source, [f"not readable JSON: {err}"]) from None
-    if not isinstance(raw, dict):
-        raise ConfigError(source, ["top level must be a JSON object"])
+    raw = read_config_json(config_path)
     model = parse_config(raw, source)
     if "filename_config" not in raw:
         events = Path(model.filename_rasterization_events)

@@ -17,6 +17,9 @@ class ConfigError(RasterflowError):
         listing = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"invalid config {source}:\n{listing}")
 
+    def __reduce__(self):  # errors cross process boundaries (Parsl workers): keep both fields
+        return (type(self), (self.source, self.problems))
+
 
 class TileInputError(RasterflowError):
     """A staged tile cannot be used: deterministic, so never retried."""
@@ -26,9 +29,16 @@ class TileInputError(RasterflowError):
         self.reason = reason
         super().__init__(f"{path}: {reason}")
 
+    def __reduce__(self):
+        return (type(self), (self.path, self.reason))
+
 
 class RunLockedError(RasterflowError):
     """Another live run holds the lock on this output."""
+
+
+class RunAbortedError(RasterflowError):
+    """The run stopped before its end (its executor died); what is done is kept."""
 
 
 class SubmitError(RasterflowError):

@@ -17,17 +17,10 @@ import pytest
 import shapely
 
 from rasterize_core.tiles import Tile, xy_bounds
+from workflow.synthetic import IWP_STATISTICS  # noqa: F401 (tests import it from here)
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pdg-iwp-staged"
 REAL_POLYGONS = 14281
-IWP_STATISTICS = [
-    {"name": "iwp_count", "weight_by": "count", "property": "centroids_per_pixel",
-     "aggregation_method": "sum", "resampling_method": "sum", "val_range": [0, None],
-     "palette": ["#f8ff1f1A", "#f8ff1f"], "nodata_val": 0, "nodata_color": "#ffffff00"},
-    {"name": "iwp_coverage", "weight_by": "area", "property": "area_per_pixel_area",
-     "aggregation_method": "sum", "resampling_method": "average", "val_range": [0, 1],
-     "palette": ["#66339952", "#ffcc00"], "nodata_val": 0, "nodata_color": "#ffffff00"},
-]  # fmt: skip
 
 
 def requires_real_data():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from rasterize_core.errors import ConfigError, RasterflowError
+from rasterize_core.errors import ConfigError, RasterflowError, RunAbortedError
 from workflow.config import load_config
 
 EXIT_FAILED_TILES = 1
@@ -97,6 +97,9 @@ def _guarded(call):
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         return call()
+    except RunAbortedError as err:  # started, then stopped: what is done is kept
+        click.echo(f"rasterflow: {err}", err=True)
+        sys.exit(EXIT_FAILED_TILES)
     except RasterflowError as err:  # bad config, locked output, nothing to do
         click.echo(f"rasterflow: {err}", err=True)
         sys.exit(EXIT_USAGE)

@@ -235,6 +235,13 @@ DEFAULT_STATISTICS = (
 
 def load_config(path: str | Path) -> RasterflowConfig:
     """Read and validate a PDG config file; raise ConfigError naming every bad key."""
+    raw = read_config_json(path)
+    raw.setdefault("filename_config", str(path))
+    return parse_config(raw, str(path))
+
+
+def read_config_json(path: str | Path) -> dict[str, Any]:
+    """The config file's JSON object, unvalidated; ConfigError if it cannot be one."""
     source = str(path)
     try:
         raw = json.loads(Path(path).read_text())
@@ -244,8 +251,7 @@ def load_config(path: str | Path) -> RasterflowConfig:
         raise ConfigError(source, [f"not readable JSON: {err}"]) from None
     if not isinstance(raw, dict):
         raise ConfigError(source, ["top level must be a JSON object"])
-    raw.setdefault("filename_config", source)
-    return parse_config(raw, source)
+    return raw
 
 
 def parse_config(raw: dict[str, Any], source: str = "<config>") -> RasterflowConfig:

@@ -20,7 +20,7 @@ import psutil
 
 from executors.jobs import config_for_run
 from executors.sites import load_site, require_submittable
-from rasterize_core.errors import ConfigError, RasterflowError, TileInputError
+from rasterize_core.errors import ConfigError, RasterflowError, RunAbortedError, TileInputError
 from workflow.config import RasterflowConfig
 from workflow.dag import Driver
 from workflow.events import RunRecords
@@ -141,7 +141,7 @@ class _parsl:
         The rows so far are in the journal, so a rerun resumes."""
         for proc in self._interchanges():
             if proc.poll() is not None:
-                raise RasterflowError(
+                raise RunAbortedError(
                     f"Parsl's interchange (pid {proc.pid}) died with exit code {proc.returncode}; "
                     "the results so far are kept: rerun to resume"
                 )

@@ -232,6 +232,17 @@ def _fit_to_grid(polygons, tms_id: str, z: int, bounds, cells: tuple[int, int]) 
     return np.concatenate([polygons[inside], np.array(huggers, dtype=object)])
 
 
+# PDG's ice-wedge-polygon statistics: the polygon count and the exact coverage.
+IWP_STATISTICS = [
+    {"name": "iwp_count", "weight_by": "count", "property": "centroids_per_pixel",
+     "aggregation_method": "sum", "resampling_method": "sum", "val_range": [0, None],
+     "palette": ["#f8ff1f1A", "#f8ff1f"], "nodata_val": 0, "nodata_color": "#ffffff00"},
+    {"name": "iwp_coverage", "weight_by": "area", "property": "area_per_pixel_area",
+     "aggregation_method": "sum", "resampling_method": "average", "val_range": [0, 1],
+     "palette": ["#66339952", "#ffcc00"], "nodata_val": 0, "nodata_color": "#ffffff00"},
+]  # fmt: skip
+
+
 def demo_config(root: Path, tms_id: str, z_range: tuple[int, int]) -> dict:
     """A PDG-style config over the sample: the two IWP statistics and an area-weighted mean."""
     return {
@@ -244,12 +255,7 @@ def demo_config(root: Path, tms_id: str, z_range: tuple[int, int]) -> dict:
         "tms_id": tms_id,
         "z_range": list(z_range),
         "statistics": [
-            {"name": "iwp_count", "weight_by": "count", "property": "centroids_per_pixel",
-             "aggregation_method": "sum", "resampling_method": "sum",
-             "val_range": [0, None], "palette": ["#d9f0a3", "#004529"], "nodata_val": 0},
-            {"name": "iwp_coverage", "weight_by": "area", "property": "area_per_pixel_area",
-             "aggregation_method": "sum", "resampling_method": "average",
-             "val_range": [0, 1], "palette": ["#66339952", "#ffcc00"], "nodata_val": 0},
+            *IWP_STATISTICS,
             {"name": "mean_width", "weight_by": "area", "property": "Width",
              "aggregation_method": "mean", "resampling_method": "average",
              "val_range": [None, None], "palette": "viridis", "nodata_val": None},

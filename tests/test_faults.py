@@ -1,0 +1,487 @@
+"""Faults: bad input fails alone, transient failures are retried, one run per output.
+
+Every bad input of DESIGN.md §4 is staged next to a good sample and run through the
+real CLI: each bad tile is one `failed` row naming its file and the reason, the
+exit code is 1 with the list, and every other tile matches exact geometry. A
+worker process is SIGKILLed mid-batch and the batch is retried; the retry handler
+keeps deterministic errors from being retried; lock files are taken over exactly
+when stale.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import psutil
+import pyogrio
+import pytest
+import rasterio
+import shapely
+from parsl import python_app
+from parsl.executors.high_throughput.errors import WorkerLost
+
+import workflow.run
+from executors.sites import load_site
+from rasterize_core.errors import ConfigError, RasterflowError, RunLockedError, TileInputError
+from rasterize_core.tiles import Tile, matrix_size, xy_bounds
+from tests.conftest import exact_coverage
+from tests.test_resume import alive, end_processes, processes_under, staged_sample
+from workflow.config import load_config
+from workflow.events import RunRecords
+from workflow.lock import STALE_AFTER_S, RunLock, reap_orphans, run_lock
+from workflow.run import retry_cost, run_workflow
+from workflow.synthetic import make_sample
+
+RASTERFLOW = str(Path(sys.executable).with_name("rasterflow"))
+TMS = "WorldCRS84Quad"
+
+
+# -- bad input ------------------------------------------------------------------
+def inner_box(tile: Tile, a: float, b: float):
+    """A box over the fractions [a, b] of the tile's width and height."""
+    left, bottom, right, top = xy_bounds(TMS, tile)
+    w, h = right - left, top - bottom
+    return shapely.box(left + a * w, bottom + a * h, left + b * w, bottom + b * h)
+
+
+def write_layer(path: Path, frame, **options) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pyogrio.write_dataframe(frame, path, layer=path.stem, **options)
+    return path
+
+
+def bow_tie(tile: Tile):
+    left, bottom, right, top = inner_box(tile, 0.2, 0.6).bounds
+    return shapely.Polygon([(left, bottom), (right, top), (right, bottom), (left, top)])
+
+
+def stage_bad_inputs(staged: Path, first: Tile, enforce_permissions: bool) -> tuple[dict, list]:
+    """Stage each case at its own tile beside the sample; return {tile: (path, expected
+    reason)} for the failing ones (reason None: must be ok) and the polygons that count."""
+    x0, y = first.x + 8 + first.x % 2, first.y  # even: each pair below shares a parent
+    tiles = iter(Tile(13, x0 + i, y) for i in range(20))
+
+    def path_of(tile: Tile) -> Path:
+        path = staged / TMS / f"{tile.z}/{tile.x}/{tile.y}.gpkg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    cases: dict[Tile, tuple[Path, str | None]] = {}
+    counted = []
+
+    def layer(tile, polygons, crs="OGC:CRS84", width=True, **options):
+        columns = (
+            {"Width": np.full(len(polygons), 5.0)} if width else {"Other": [1.0] * len(polygons)}
+        )
+        return write_layer(
+            path_of(tile), gpd.GeoDataFrame(columns, geometry=polygons, crs=crs), **options
+        )
+
+    # Pairs (ok, failing) under one parent: the parent is built from the child that exists.
+    t = next(tiles)
+    cases[t] = (layer(t, [], geometry_type="Polygon"), None)  # empty layer: an empty tile
+    t = next(tiles)
+    good = layer(t, [inner_box(t, 0.1, 0.2)])
+    corrupt = good.read_bytes()
+    good.write_bytes(corrupt[: len(corrupt) // 2])  # a copy cut short
+    cases[t] = (good, "database disk image is malformed")
+
+    t = next(tiles)
+    counted.append(bow_tie(t))
+    cases[t] = (layer(t, [counted[-1]]), None)  # self-intersecting: repaired
+    t = next(tiles)
+    path_of(t).touch()
+    cases[t] = (path_of(t), "zero-byte file")
+
+    t = next(tiles)
+    counted.append(shapely.MultiPolygon([inner_box(t, 0.1, 0.3), inner_box(t, 0.5, 0.9)]))
+    cases[t] = (layer(t, [counted[-1]]), None)
+    t = next(tiles)
+    frame = pd.DataFrame({"Width": [5.0], "staging_centroid_x": [0.0]})  # attributes only
+    cases[t] = (write_layer(path_of(t), frame), "layer has no geometry column")
+
+    t = next(tiles)
+    cases[t] = (layer(t, [inner_box(t, 0.1, 0.5)], width=False), "missing property column")
+    t = next(tiles)
+    cases[t] = (layer(t, [shapely.box(0, 0, 1000, 1000)], crs="EPSG:3413"),
+                "is not the tile grid's CRS")  # fmt: skip
+    if enforce_permissions:
+        t = next(tiles)
+        cases[t] = (layer(t, [inner_box(t, 0.1, 0.5)]), "not readable: permission denied")
+        cases[t][0].chmod(0)
+
+    outside = Tile(13, matrix_size(TMS, 13)[0] + 1, y)  # one column past the matrix
+    frame = gpd.GeoDataFrame({"Width": [5.0]}, geometry=[shapely.box(0, 0, 1, 1)], crs="OGC:CRS84")
+    write_layer(path_of(outside), frame)
+    cases[outside] = (path_of(outside), f"tile 13/{outside.x}/{y} is outside {TMS}")
+    return cases, counted
+
+
+def unprivileged() -> list[str]:
+    """A prefix that makes permissions bite. As root (CI), `setpriv` drops the two
+    capabilities that let root read any file (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH) from
+    the bounding set of the run and of every process it starts (Parsl's workers): the run
+    then reads files as their modes allow, like any user, while still reaching the root-only
+    interpreter and writing its outputs. Switching to `nobody` cannot work here: the
+    interpreter lives under /root (mode 0700)."""
+    if os.geteuid() != 0:
+        return []
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+
+
+@pytest.mark.slow
+def test_bad_inputs_fail_alone(tmp_path):
+    """Each bad input is one `failed` row naming its file and the reason, listed by the CLI
+    (exit 1); the rest, parents over a bad tile's sibling included, match exact geometry."""
+    enforce = os.geteuid() != 0 or shutil.which("setpriv") is not None
+    sample = make_sample(tmp_path / "run", z_range=(11, 13), tiles=(2, 2), cells_per_tile=8, seed=5)
+    data = json.loads(sample.config_path.read_text()) | {"tile_size": [128, 128]}
+    sample.config_path.write_text(json.dumps(data))
+    config = load_config(sample.config_path)
+    cases, counted = stage_bad_inputs(Path(config.dir_staged), sample.tiles[0], enforce)
+
+    run = subprocess.run([*unprivileged(), RASTERFLOW, "run", str(sample.config_path)],
+                         capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert run.returncode == 1, run.stdout + run.stderr
+
+    failing = {tile: case for tile, case in cases.items() if case[1]}
+    listed = [line for line in run.stdout.splitlines() if line.startswith("failed ")]
+    assert len(listed) == len(failing)
+    for tile, (path, reason) in failing.items():
+        assert sum(line.startswith(f"failed rasterize 13/{tile.x}/{tile.y}: {path}: ")
+                   and reason in line for line in listed) == 1  # fmt: skip
+    assert f"{len(failing)} failed" in run.stdout.splitlines()[-1]
+    events = pd.read_csv(config.filename_rasterization_events)
+    failed = events[events["status"] == "failed"]
+    assert {Tile(13, x, y) for x, y in zip(failed["x"], failed["y"], strict=True)} == set(failing)
+    for row in failed.itertuples():
+        path, reason = failing[Tile(row.z, row.x, row.y)]
+        assert row.step == "rasterize" and row.path == str(path) and row.attempt == 1
+        assert str(path) in row.error and reason in row.error, row.error
+    done = events[(events["status"] == "ok") & (events["step"] == "rasterize")]
+    expected = set(sample.tiles) | {tile for tile, (_, reason) in cases.items() if not reason}
+    assert {Tile(13, x, y) for x, y in zip(done["x"], done["y"], strict=True)} == expected
+    parents = {tile.parent() for tile in cases}
+    built = {p for p in parents if Path(config.dir_geotiff, TMS, f"12/{p.x}/{p.y}.tif").exists()}
+    assert built == {tile.parent() for tile, (_, reason) in cases.items() if not reason}
+    truth = np.concatenate([sample.polygons.geometry.to_numpy(), np.array(counted, dtype=object)])
+    check_exact(config, truth, failing)
+    empty = [t for t, (_, reason) in cases.items() if reason is None][0]
+    with rasterio.open(Path(config.dir_geotiff, TMS, f"13/{empty.x}/{empty.y}.tif")) as dataset:
+        count, coverage, width = dataset.read().astype(float)
+    assert (count == 0).all() and (coverage == 0).all() and np.isnan(width).all()
+
+
+def check_exact(config, truth: np.ndarray, failing: dict) -> None:
+    """Every GeoTIFF at every level: coverage as exact geometry, each level's count whole."""
+    totals: dict[int, float] = {}
+    for path in Path(config.dir_geotiff, TMS).rglob("*.tif"):
+        tile = Tile(*(int(p) for p in path.with_suffix("").parts[-3:]))
+        assert tile not in failing
+        with rasterio.open(path) as dataset:
+            count, coverage = dataset.read(1), dataset.read(2)
+        expected = exact_coverage(truth, xy_bounds(TMS, tile), coverage.shape)
+        np.testing.assert_allclose(coverage, expected, atol=1e-6, rtol=0)
+        assert (coverage[expected == 0] == 0).all()
+        totals[tile.z] = totals.get(tile.z, 0) + count.sum()
+        png = Path(config.dir_web_tiles, "iwp_coverage", TMS, f"{tile.z}/{tile.x}/{tile.y}.png")
+        assert png.exists()
+    assert totals == dict.fromkeys((11, 12, 13), float(len(truth)))
+
+
+# -- retries --------------------------------------------------------------------
+def test_retry_cost_spends_every_retry_on_deterministic_errors():
+    record: dict = {}
+    assert retry_cost(TileInputError("/a.gpkg", "corrupt"), record) > 2  # > retries: no retry
+    assert retry_cost(TypeError("bug"), record) > 2
+    assert retry_cost(WorkerLost(0, "host"), record) == 1
+    assert retry_cost(OSError("connection reset"), record) == 1
+
+
+
+
+def test_errors_survive_pickling():
+    """An error a worker cannot send back would kill Parsl's result thread (the run hangs)."""
+    error = pickle.loads(pickle.dumps(TileInputError("/a.gpkg", "corrupt")))
+    assert (error.path, error.reason, str(error)) == ("/a.gpkg", "corrupt", "/a.gpkg: corrupt")
+    config_error = pickle.loads(pickle.dumps(ConfigError("c.json", ["z_range: reversed"])))
+    assert (config_error.source, config_error.problems) == ("c.json", ["z_range: reversed"])
+
+
+# Defined in a namespace called __main__ so that dill sends the function by value: workers
+# cannot import this test module (a ModuleNotFoundError, itself deterministic: never retried).
+FAIL = """
+def fail(kind, tally):
+    with open(tally, "a") as handle:
+        handle.write(".")
+    raise TypeError("a bug") if kind == "bug" else OSError("connection reset")
+"""
+
+
+@pytest.mark.slow
+def test_parsl_retries_transient_errors_only(tmp_path):
+    namespace = {"__name__": "__main__"}
+    exec(FAIL, namespace)
+    fail = namespace["fail"]
+    tallies = {kind: tmp_path / f"{kind}.tally" for kind in ("bug", "transient")}
+    with workflow.run._parsl(load_site("local"), tmp_path / "runinfo"):
+        app = python_app(fail)
+        futures = {kind: app(kind, str(path)) for kind, path in tallies.items()}
+        errors = {kind: future.exception(timeout=120) for kind, future in futures.items()}
+        tries = {kind: future.task_record["try_id"] for kind, future in futures.items()}
+    assert isinstance(errors["bug"], TypeError) and isinstance(errors["transient"], OSError)
+    assert {kind: len(path.read_text()) for kind, path in tallies.items()} == {
+        "bug": 1,
+        "transient": 3,
+    }
+    assert tries == {"bug": 0, "transient": 2}
+
+
+def quick_heartbeat(make_config):
+    """The site's Parsl config with a 1 s heartbeat: a pool notices a dead worker at its
+    next heartbeat (30 s by default)."""
+
+    def make(*args, **kwargs):
+        parsl_config = make_config(*args, **kwargs)
+        for executor in parsl_config.executors:
+            executor.heartbeat_period = 1
+        return parsl_config
+
+    return make
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
+def test_killed_worker_batch_is_retried(tmp_path, monkeypatch):
+    """SIGKILL a Parsl worker while it runs a z-max batch: the batch is retried and recorded
+    with attempt 2, and every tile ends ok."""
+    sample = staged_sample(tmp_path)
+    config = load_config(sample.config_path)
+    monkeypatch.setattr(workflow.run, "MAX_BATCH_TILES", 3)  # two z-max batches, one per worker
+    monkeypatch.setattr(
+        workflow.run, "config_for_run", quick_heartbeat(workflow.run.config_for_run)
+    )
+    killed: list[int] = []
+    killer = threading.Thread(target=kill_busy_worker, args=(tmp_path, killed), daemon=True)
+    killer.start()
+    try:
+        report = run_workflow(config, live_progress=False)
+    finally:
+        killer.join(timeout=1)
+        end_processes([p.pid for p in processes_under(tmp_path)])
+    assert killed, "no worker was seen running a batch"
+    assert report.exit_code == 0 and not report.failures
+    events = pd.read_csv(config.filename_rasterization_events)
+    assert (events["status"] == "ok").all()
+    retried = events[events["attempt"] > 1]  # the lost batch: its first worker killed
+    assert set(retried["attempt"]) == {2} and retried["step"].nunique() == 1
+    assert 1 <= len(retried) <= 3 and len(events[events["attempt"] == 1]) == len(events) - len(
+        retried
+    )
+
+
+@pytest.mark.slow
+def test_dead_interchange_fails_the_run_instead_of_hanging(tmp_path):
+    """Parsl waits forever on a dead interchange (OOM, a stray kill): the driver notices,
+    fails with a message, ends its worker pool and keeps the rows so far for the rerun."""
+    sample = staged_sample(tmp_path)
+    config = load_config(sample.config_path)
+    lock_path = Path(f"{config.filename_rasterization_events}.lock")
+
+    def kill_interchange():
+        end = time.time() + 60
+        while time.time() < end:
+            with contextlib.suppress(OSError, ValueError):
+                pid = json.loads(lock_path.read_text()).get("interchange_pid")
+                if pid:
+                    os.kill(pid, signal.SIGKILL)
+                    return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_interchange, daemon=True)
+    killer.start()
+    started = time.time()
+    with pytest.raises(RasterflowError, match="interchange .* died"):
+        run_workflow(config, live_progress=False)
+    assert time.time() - started < 60
+    assert not lock_path.exists() and processes_under(tmp_path) == []
+
+
+def kill_busy_worker(root: Path, killed: list[int], times: int = 1, timeout: float = 90) -> None:
+    """SIGKILL the first Parsl worker seen running our code (GDAL mapped: it is inside a
+    batch; an idle worker has only Parsl loaded), `times` times."""
+    end = time.time() + timeout
+    while time.time() < end and len(killed) < times:
+        for pool in processes_under(root):
+            if "process_worker_pool" not in " ".join(pool.cmdline()):
+                continue
+            for worker in pool.children():
+                try:
+                    busy = "libgdal" in Path(f"/proc/{worker.pid}/maps").read_text()
+                except OSError:
+                    continue
+                if busy and worker.pid not in killed:
+                    os.kill(worker.pid, signal.SIGKILL)
+                    killed.append(worker.pid)
+                    if len(killed) == times:
+                        return
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
+def test_batch_lost_after_every_retry_is_split(tmp_path, monkeypatch):
+    """A batch whose worker dies on every try (a tile that crashes GDAL, or eats the memory)
+    is run again tile by tile, so that only such a tile could fail: here every try of the one
+    z-max batch is killed, then its tiles alone all succeed, each with 4 tries recorded."""
+    sample = staged_sample(tmp_path)
+    config = load_config(sample.config_path)
+    monkeypatch.setattr(workflow.run, "MAX_BATCH_TILES", 64)  # one z-max batch
+    monkeypatch.setattr(
+        workflow.run, "config_for_run", quick_heartbeat(workflow.run.config_for_run)
+    )
+    killed: list[int] = []
+    killer = threading.Thread(target=kill_busy_worker, args=(tmp_path, killed, 3), daemon=True)
+    killer.start()
+    try:
+        report = run_workflow(config, live_progress=False)
+    finally:
+        killer.join(timeout=1)
+        end_processes([p.pid for p in processes_under(tmp_path)])
+    assert len(killed) == 3 and report.exit_code == 0
+    events = pd.read_csv(config.filename_rasterization_events)
+    assert (events["status"] == "ok").all()
+    rasterized = events[events["step"] == "rasterize"]
+    assert len(rasterized) == len(sample.tiles) and (rasterized["attempt"] == 4).all()
+    assert (events.loc[events["step"] != "rasterize", "attempt"] == 1).all()
+
+
+# -- one run per output ------------------------------------------------------------
+def write_lock(path: Path, **fields) -> None:
+    record = {"host": os.uname().nodename, "pid": os.getpid(), "job_id": None,
+              "heartbeat": time.time()} | fields  # fmt: skip
+    path.write_text(json.dumps(record))
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_live_lock_refuses_with_holder_and_path(tmp_path):
+    path = tmp_path / "events.csv.lock"
+    write_lock(path, host="login2", pid=4242, job_id="917", heartbeat=time.time() - 10)
+    with pytest.raises(RunLockedError) as raised, run_lock(path):
+        pass
+    message = str(raised.value)
+    assert "host login2" in message and "pid 4242" in message and "job 917" in message
+    assert str(path) in message
+    assert json.loads(path.read_text())["pid"] == 4242  # left as it was
+
+
+@pytest.mark.parametrize("holder", ["dead pid here", "old heartbeat elsewhere", "cut short"])
+def test_stale_lock_is_taken_over(tmp_path, holder):
+    path = tmp_path / "events.csv.lock"
+    if holder == "dead pid here":
+        write_lock(path, pid=dead_pid(), heartbeat=time.time())
+    elif holder == "old heartbeat elsewhere":
+        write_lock(path, host="login2", pid=os.getpid(), heartbeat=time.time() - STALE_AFTER_S - 5)
+    else:
+        path.write_text('{"host": "vm", "pi')  # a lock written by a driver killed mid-write
+    with run_lock(path) as lock:
+        assert lock.holder()["pid"] == os.getpid()
+        lock.note(parsl_run_dir="/x", interchange_pid=None)
+        lock.heartbeat()
+        assert lock.holder()["parsl_run_dir"] == "/x"  # kept through heartbeats
+    assert not path.exists()
+
+
+def test_release_leaves_a_lock_taken_over_meanwhile(tmp_path):
+    path = tmp_path / "events.csv.lock"
+    with run_lock(path):
+        write_lock(path, host="login2", pid=4242)  # another host judged us stale
+    assert json.loads(path.read_text())["pid"] == 4242
+
+
+def test_takeover_ends_processes_of_the_dead_run(tmp_path):
+    """What a SIGKILLed driver leaves (its interchange; a pool naming its run dir, with a
+    child) is ended by the run that takes its lock over; nothing else is, not even a process
+    that got the interchange's pid later (pids are reused fast on a busy host)."""
+    run_dir = tmp_path / "runinfo" / "000"
+    sleep = "import time; time.sleep(60)"
+    spawn = f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {sleep!r}]); {sleep}"
+    pool = subprocess.Popen([sys.executable, "-c", spawn, f"--logdir={run_dir}/htex_local"])
+    interchange = subprocess.Popen([sys.executable, "-c", sleep])
+    time.sleep(0.1)  # a later birth, as a process that got a dead interchange's pid has
+    other = subprocess.Popen([sys.executable, "-c", sleep, f"{run_dir}0/x"])  # runinfo/0000
+    try:
+        time.sleep(0.5)
+        child = psutil.Process(pool.pid).children()[0].pid
+        born = psutil.Process(interchange.pid).create_time()
+        path = tmp_path / "events.csv.lock"
+        write_lock(path, pid=dead_pid(), parsl_run_dir=str(run_dir),
+                   interchange_pid=interchange.pid, interchange_started=born)  # fmt: skip
+        lock = RunLock(path)
+        lock.acquire()
+        assert sorted(lock.reaped) == sorted([pool.pid, child, interchange.pid])
+        assert not alive(child) and pool.wait(5) is not None and interchange.wait(5) is not None
+        assert other.poll() is None
+        lock.release()
+        reused = {"interchange_pid": other.pid, "interchange_started": born}
+        assert reap_orphans(reused | {"parsl_run_dir": str(run_dir)}) == []
+        assert other.poll() is None
+    finally:
+        end_processes([pool.pid, interchange.pid, other.pid])
+
+
+# -- records survive a kill -----------------------------------------------------------
+def test_journal_cut_mid_line_loses_no_later_row(make_config, tmp_path):
+    config = load_config(make_config())
+    event = {"run_id": "r", "step": "rasterize", "z": 13, "x": 1, "y": 2, "status": "ok",
+             "attempt": 1, "checksum": "0123456789012345"}  # fmt: skip
+    records = RunRecords(config)
+    records.add(event)
+    records.close()
+    with open(records.journal, "a") as handle:
+        handle.write('["event", {"run_id": "r", "st')  # the driver was killed here
+    again = RunRecords(config).load()
+    again.add(event | {"x": 3})
+    again.close()
+    assert set(RunRecords(config).load().events) == {
+        ("rasterize", 13, 1, 2),
+        ("rasterize", 13, 3, 2),
+    }
+
+
+def test_records_round_trip_through_csv(make_config):
+    """A rerun mixes rows read back from the CSV with new ones: types must agree."""
+    config = load_config(make_config())
+    summary = {"stat": "s", "bounds": [1.0, 2.0, 3.0, 4.0], "min": 0.0, "path": "p", "tile": "t",
+               "z": 13, "x": 1, "y": 2, "n_nonempty": 3}  # fmt: skip
+    event = {"run_id": "r", "step": "rasterize", "z": 13, "x": 1, "y": 2, "status": "ok",
+             "attempt": 1, "n_polygons": 5, "checksum": "0123456789012345"}  # fmt: skip
+    first = RunRecords(config)
+    first.add(event, [summary])
+    first.write()
+    second = RunRecords(config).load()
+    assert second.event("rasterize", 13, 1, 2)["checksum"] == "0123456789012345"
+    assert second.summary[("s", 13, 1, 2)]["bounds"] == [1.0, 2.0, 3.0, 4.0]
+    second.add(event | {"x": 3, "n_polygons": None}, [summary | {"x": 3}])
+    second.write()  # Parquet needs one type per column
+    frame = pd.read_parquet(Path(config.filename_rasters_summary).with_suffix(".parquet"))
+    assert frame["bounds"].map(list).tolist() == [[1.0, 2.0, 3.0, 4.0]] * 2
+    assert "5.0" not in Path(config.filename_rasterization_events).read_text()
