@@ -91,8 +91,7 @@ def rss() -> int:
 
 # -- planning, one size per process -----------------------------------------------------------
 def plan_one(n: int, workers: int) -> dict:
-    from workflow.plan import default_batch_bytes, make_plan
-    from workflow.run import MAX_BATCH_TILES
+    from workflow.plan import MAX_BATCH_TILES, default_batch_bytes, make_plan
 
     config = bench_config(Path("/tmp/rasterflow-bench-driver"))
     base = rss()

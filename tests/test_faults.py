@@ -33,6 +33,7 @@ import shapely
 from parsl import python_app
 from parsl.executors.high_throughput.errors import WorkerLost
 
+import workflow.plan
 import workflow.run
 from executors.sites import load_site
 from rasterize_core.errors import ConfigError, RasterflowError, RunLockedError, TileInputError
@@ -270,7 +271,7 @@ def test_killed_worker_batch_is_retried(tmp_path, monkeypatch):
     with attempt 2, and every tile ends ok."""
     sample = staged_sample(tmp_path)
     config = load_config(sample.config_path)
-    monkeypatch.setattr(workflow.run, "MAX_BATCH_TILES", 3)  # two z-max batches, one per worker
+    monkeypatch.setattr(workflow.plan, "MAX_BATCH_TILES", 3)  # two z-max batches, one per worker
     monkeypatch.setattr(
         workflow.run, "config_for_run", quick_heartbeat(workflow.run.config_for_run)
     )
@@ -349,7 +350,7 @@ def test_batch_lost_after_every_retry_is_split(tmp_path, monkeypatch):
     z-max batch is killed, then its tiles alone all succeed, each with 4 tries recorded."""
     sample = staged_sample(tmp_path)
     config = load_config(sample.config_path)
-    monkeypatch.setattr(workflow.run, "MAX_BATCH_TILES", 64)  # one z-max batch
+    monkeypatch.setattr(workflow.plan, "MAX_BATCH_TILES", 64)  # one z-max batch
     monkeypatch.setattr(
         workflow.run, "config_for_run", quick_heartbeat(workflow.run.config_for_run)
     )

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.slow
 
 SAMPLE = {"z_range": (11, 13), "tiles": (3, 2), "cells_per_tile": 10, "seed": 3}
 # A real driver, with one tile per batch so that rows trickle in and a kill lands mid-run.
-DRIVER = "import workflow.run as r; r.MAX_BATCH_TILES = 1; from workflow.cli import main; main()"
+DRIVER = "import workflow.plan as p; p.MAX_BATCH_TILES = 1; from workflow.cli import main; main()"
 RASTERFLOW = str(Path(sys.executable).with_name("rasterflow"))
 
 

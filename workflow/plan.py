@@ -18,10 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from rasterize_core.errors import RasterflowError
 from rasterize_core.tiles import Tile, get_tms, matrix_size, morton_key
 from workflow.config import RasterflowConfig
 
 TILE_NAME = re.compile(r"^(\d+)$")
+
+# Tiles per task at most: about a second of work, well within Parsl's task rate.
+MAX_BATCH_TILES = 64
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,8 @@ class Plan:
     levels: dict[int, list[Tile]] = field(default_factory=dict)  # Morton-ordered tiles per z
     batches: dict[int, list[Batch]] = field(default_factory=dict)  # per z
     invalid: list[Tile] = field(default_factory=list)  # z-max tiles outside the grid
+    batch_bytes: int = 0  # the limits the z-max batches were cut by
+    batch_tiles: int = 0
 
     @property
     def n_tiles(self) -> int:
@@ -84,6 +90,24 @@ def read_tile_list(path: str | Path, config: RasterflowConfig) -> dict[Tile, str
     return found
 
 
+def staged_sources(config: RasterflowConfig, tiles_file: str | Path | None = None):
+    """The z-max tiles to run: all staged ones, or those a tile list names."""
+    sources = read_tile_list(tiles_file, config) if tiles_file else list_staged(config)
+    if not sources:
+        where = tiles_file or Path(config.dir_staged) / config.tms_id / str(config.z_max)
+        raise RasterflowError(
+            f"no staged tiles found in {where} (pattern {{x}}/{{y}}{config.ext_staged})"
+        )
+    return sources
+
+
+def plan_run(config: RasterflowConfig, sources: dict[Tile, str], workers: int) -> Plan:
+    """The plan `run` executes: z-max batches sized by bytes for `workers`."""
+    sizes = source_sizes(sources)
+    batch_bytes = default_batch_bytes(sum(sizes.values()), workers)
+    return make_plan(config, sources, batch_bytes, MAX_BATCH_TILES, sizes)
+
+
 def make_plan(
     config: RasterflowConfig,
     sources: dict[Tile, str],
@@ -92,7 +116,8 @@ def make_plan(
     sizes: dict[Tile, int],
 ) -> Plan:
     """Levels and batches from the z-max sources and their sizes in bytes."""
-    plan = Plan(config.z_max, config.z_min, sources, sizes)
+    plan = Plan(config.z_max, config.z_min, sources, sizes,
+                batch_bytes=batch_bytes, batch_tiles=batch_tiles)  # fmt: skip
     ordered = _morton_sorted(list(sources))
     outside = _outside_grid(config.tms_id, config.z_max, ordered)
     plan.invalid = [t for t, out in zip(ordered, outside, strict=True) if out]

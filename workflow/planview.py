@@ -19,14 +19,7 @@ from rasterize_core.tiles import Tile
 from workflow.apps import geotiff_path
 from workflow.config import RasterflowConfig
 from workflow.events import RunRecords
-from workflow.plan import (
-    Plan,
-    default_batch_bytes,
-    list_staged,
-    make_plan,
-    read_tile_list,
-    source_sizes,
-)
+from workflow.plan import Plan, plan_run, staged_sources
 from workflow.resume import Fingerprints
 from workflow.value_ranges import level_ranges
 
@@ -126,21 +119,14 @@ def plan_report(
 ) -> PlanReport:
     """The run's plan and what a rerun would skip; raises RasterflowError with no tiles."""
     from executors.sites import load_site
-    from rasterize_core.errors import RasterflowError
-    from workflow.run import MAX_BATCH_TILES, expected_workers  # imports Parsl, starts nothing
+    from workflow.run import expected_workers  # imports Parsl, starts nothing
 
     workers = expected_workers(load_site(site))
-    sources = read_tile_list(tiles_file, config) if tiles_file else list_staged(config)
-    if not sources:
-        where = tiles_file or Path(config.dir_staged) / config.tms_id / str(config.z_max)
-        raise RasterflowError(
-            f"no staged tiles found in {where} (pattern {{x}}/{{y}}{config.ext_staged})"
-        )
-    sizes = source_sizes(sources)
-    batch_bytes = default_batch_bytes(sum(sizes.values()), workers)
-    plan = make_plan(config, sources, batch_bytes, MAX_BATCH_TILES, sizes)
+    sources = staged_sources(config, tiles_file)
+    plan = plan_run(config, sources, workers)
+    sizes = plan.source_bytes
     records = RunRecords(config).load()
-    report = PlanReport(config, site, workers, batch_bytes, MAX_BATCH_TILES,
+    report = PlanReport(config, site, workers, plan.batch_bytes, plan.batch_tiles,
                         invalid=list(plan.invalid), has_log=bool(records.events),
                         overwrite=overwrite or config.overwrite)  # fmt: skip
     report.unreadable = [path for path in sources.values() if not Path(path).exists()]

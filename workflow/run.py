@@ -20,18 +20,12 @@ import psutil
 
 from executors.jobs import config_for_run
 from executors.sites import load_site, require_submittable
-from rasterize_core.errors import ConfigError, RasterflowError, RunAbortedError, TileInputError
+from rasterize_core.errors import ConfigError, RunAbortedError, TileInputError
 from workflow.config import RasterflowConfig
 from workflow.dag import Driver
 from workflow.events import RunRecords
 from workflow.lock import pid_alive, reap_orphans, run_lock
-from workflow.plan import (
-    default_batch_bytes,
-    list_staged,
-    make_plan,
-    read_tile_list,
-    source_sizes,
-)
+from workflow.plan import plan_run, staged_sources
 from workflow.progress import RunProgress
 from workflow.resume import Fingerprints
 from workflow.stac import write_stac
@@ -40,7 +34,6 @@ from workflow.view import write_run_products
 
 log = logging.getLogger("rasterflow")
 STEPS = ("rasterize", "parent", "webtile")
-MAX_BATCH_TILES = 64
 
 
 @dataclass
@@ -84,15 +77,7 @@ def run_workflow(
     site_model = load_site(site)
     require_submittable(site_model)
     workers = expected_workers(site_model)
-    sources = read_tile_list(tiles_file, config) if tiles_file else list_staged(config)
-    if not sources:
-        where = tiles_file or Path(config.dir_staged) / config.tms_id / str(config.z_max)
-        raise RasterflowError(
-            f"no staged tiles found in {where} (pattern {{x}}/{{y}}{config.ext_staged})"
-        )
-    sizes = source_sizes(sources)
-    batch_bytes = default_batch_bytes(sum(sizes.values()), workers)
-    plan = make_plan(config, sources, batch_bytes, MAX_BATCH_TILES, sizes)
+    plan = plan_run(config, staged_sources(config, tiles_file), workers)
     records = RunRecords(config).load()
     run_id = new_run_id()
     events_csv = Path(config.filename_rasterization_events)
