@@ -234,7 +234,8 @@ def task_rate(n: int, root: Path) -> dict:
     import parsl
     from parsl import python_app
 
-    from executors.sites import load_site, parsl_config
+    from executors.parsl_configs import parsl_config
+    from executors.sites import load_site
 
     site = root / "site.toml"
     root.mkdir(parents=True, exist_ok=True)

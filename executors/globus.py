@@ -11,12 +11,8 @@ result comes back as JSON too), so rasterflow must be installed in the endpoint'
 There it validates the config again, runs `run_workflow` with the named site (a site of the
 endpoint's machine: a bundled name or a path there) and returns `report_summary(report)`.
 
-Client side, nothing touches the network before the credentials are known to be usable:
-`login_problem()` reads the SDK's token storage (without creating it) and the
-`GLOBUS_COMPUTE_CLIENT_ID` / `GLOBUS_COMPUTE_CLIENT_SECRET` variables, so a missing login is
-a `NotLoggedIn` error at once, never an interactive prompt. When stdin is not a terminal the
-SDK's login flow is replaced by one that raises `NotLoggedIn`, so a token that turns out to
-be bad later cannot prompt either.
+Client side, nothing touches the network before the credentials are known to be usable
+(`executors.globus_login`: no login is a `NotLoggedIn` error at once, never a prompt).
 """
 
 from __future__ import annotations
@@ -31,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from executors.globus_login import NotLoggedIn, _globus_app, login_problem
 from rasterize_core.errors import ConfigError, RasterflowError, SubmitError
 
 REMOTE_FUNCTION = "executors.globus.remote_run"
-#: Import paths of the serialization strategies used for the submitted task.
-CODE_STRATEGY = "globus_compute_sdk.serialize.DillCode"  # by reference: module + name
-DATA_STRATEGY = "globus_compute_sdk.serialize.JSONData"  # arguments and result: JSON only
+#: Import path of the task's data serialization: arguments and result as JSON only.
+DATA_STRATEGY = "globus_compute_sdk.serialize.JSONData"
 MAX_FAILURES_IN_SUMMARY = 50
 #: The config keys that name files or folders: they must make sense on the endpoint.
 PATH_KEYS = (
@@ -48,23 +44,9 @@ PATH_KEYS = (
     "filename_config",
 )
 
-LOGIN_HELP = (
-    "log in once on this machine with `globus-compute-endpoint login` (a browser link and a "
-    "code to paste), or, for scripts and CI, set GLOBUS_COMPUTE_CLIENT_ID and "
-    "GLOBUS_COMPUTE_CLIENT_SECRET to a Globus service client's id and secret"
-)
-
 
 class RemoteRunError(SubmitError):
     """The task was accepted but the remote run raised, or could not be waited for."""
-
-
-class NotLoggedIn(SubmitError):
-    """No usable Globus credentials: submitting would need an interactive login."""
-
-    def __init__(self, reason: str):
-        self.reason = reason
-        super().__init__(f"not logged in to Globus Compute ({reason}): {LOGIN_HELP}")
 
 
 # --- endpoint side -------------------------------------------------------------------------------
@@ -190,35 +172,7 @@ def serializer():
     return ComputeSerializer(strategy_code=DillCode(), strategy_data=JSONData())
 
 
-# --- client side: credentials --------------------------------------------------------------------
-
-
-def login_problem() -> str | None:
-    """Why creating a Globus Compute client would need an interactive login, or None.
-
-    Looks only at the environment and the SDK's token storage (`storage.db` in
-    `$GLOBUS_COMPUTE_USER_DIR`, default `~/.globus_compute`): no network, no prompt, and
-    nothing is created when the storage is missing.
-    """
-    client_id = os.environ.get("GLOBUS_COMPUTE_CLIENT_ID")
-    secret = os.environ.get("GLOBUS_COMPUTE_CLIENT_SECRET")
-    if secret and not client_id:
-        return "GLOBUS_COMPUTE_CLIENT_SECRET is set but GLOBUS_COMPUTE_CLIENT_ID is not"
-    if client_id and secret:
-        return None  # a service client: its tokens come from the secret, never from a person
-    try:
-        import globus_sdk
-        from globus_compute_sdk.sdk.compute_dir import get_compute_dir
-    except ImportError as exc:
-        raise SubmitError(f"{exc}: pip install 'rasterflow[globus]'") from exc
-    storage = get_compute_dir() / "storage.db"  # get_, not ensure_: creates nothing
-    if not storage.is_file():
-        return f"no stored login: {storage} does not exist"
-    app = _globus_app(interactive=False)
-    globus_sdk.ComputeClientV2(app=app)  # adds the service's scope requirements to the app
-    if app.login_required():
-        return f"the login stored in {storage} is missing, expired or lacks the scopes"
-    return None
+# --- client side: the client, behind the login check ---------------------------------------------
 
 
 def require_login() -> None:
@@ -226,33 +180,6 @@ def require_login() -> None:
     problem = login_problem()
     if problem:
         raise NotLoggedIn(problem)
-
-
-def _globus_app(interactive: bool):
-    """The GlobusApp the SDK would build (`get_globus_app`), never prompting unless asked."""
-    import platform
-
-    from globus_compute_sdk.sdk.auth.globus_app import DEFAULT_CLIENT_ID, get_globus_app
-    from globus_compute_sdk.sdk.auth.token_storage import get_token_storage
-    from globus_sdk import GlobusAppConfig, UserApp
-    from globus_sdk.login_flows import CommandLineLoginFlowManager
-
-    client_id = os.environ.get("GLOBUS_COMPUTE_CLIENT_ID")
-    if client_id and os.environ.get("GLOBUS_COMPUTE_CLIENT_SECRET"):
-        return get_globus_app()  # ClientApp: no login flow at all
-
-    class RefuseToPrompt(CommandLineLoginFlowManager):
-        def run_login_flow(self, auth_parameters):
-            raise NotLoggedIn("the stored login needs renewing and no terminal is attached")
-
-    config = GlobusAppConfig(
-        token_storage=get_token_storage(),
-        request_refresh_tokens=True,
-        login_flow_manager=None if interactive else RefuseToPrompt,
-    )
-    return UserApp(
-        app_name=platform.node(), client_id=client_id or DEFAULT_CLIENT_ID, config=config
-    )
 
 
 def compute_client():

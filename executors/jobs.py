@@ -1,10 +1,10 @@
 """Batch jobs: the whole run, driver included, inside one Slurm or PBS allocation (issue 8).
 
-    script = render_job_script("config.json", "my-slurm.toml")   # `#SBATCH` or `#PBS` lines
+    script = render_job_script("config.json", "my-slurm.toml")   # executors.job_scripts
     jobs = submit_jobs(script, chain=3)                            # sbatch/qsub, afterany chain
 
 The same site file serves both shapes (DESIGN.md §5): `rasterflow run --site S` on a login
-node submits pilot jobs (`parsl_config`); the job script rendered here sets
+node submits pilot jobs (`parsl_config`); the job script (`render_job_script`) sets
 `RASTERFLOW_IN_ALLOCATION=1` and runs `rasterflow run CONFIG --site S` inside the allocation,
 where `config_for_run` picks `in_allocation_config` (HighThroughputExecutor + LocalProvider,
 one worker pool per node of the job, started with srun or mpiexec).
@@ -26,36 +26,25 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from executors.site_models import PbsSite, SlurmSite
-from executors.sites import (
-    in_allocation_config,
-    load_site,
-    parsl_config,
-    require_submittable,
-    worker_init,
-)
+from executors.job_scripts import IN_ALLOCATION_ENV, JOB_NAME, JobScript
+from executors.parsl_configs import in_allocation_config, parsl_config
+from executors.sites import load_site, require_submittable
 from rasterize_core.errors import ConfigError, RasterflowError, SubmitError
+from workflow.lock import current_job_id
 
 __all__ = [
-    "IN_ALLOCATION_ENV",
-    "JobScript",
     "SubmittedJob",
     "config_for_run",
     "in_allocation",
     "release_stale_job_lock",
-    "render_job_script",
     "submit_command",
     "submit_jobs",
 ]
-
-IN_ALLOCATION_ENV = "RASTERFLOW_IN_ALLOCATION"
-JOB_NAME = "rasterflow"
-WALLTIME_RE = re.compile(r"^\d+:[0-5]\d:[0-5]\d$")
 
 
 # --- inside the job: which Parsl config ----------------------------------------------------------
@@ -81,194 +70,6 @@ def config_for_run(
             "(no SLURM_JOB_ID or PBS_JOBID): submit with `rasterflow job`, or unset it"
         )
     return in_allocation_config(site, run_dir, retries, retry_handler)
-
-
-def current_job_id() -> str | None:
-    return os.environ.get("SLURM_JOB_ID") or os.environ.get("PBS_JOBID") or None
-
-
-# --- rendering -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JobScript:
-    """A rendered batch script and what submitting it needs."""
-
-    scheduler: str  # "slurm" | "pbs"
-    text: str
-    jobs_dir: Path  # <event log's folder>/.rasterflow/jobs: scripts and job logs
-    site_source: str
-    placeholders: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def submit_program(self) -> str:
-        return "sbatch" if self.scheduler == "slurm" else "qsub"
-
-    def log_path(self, job_id: str) -> Path:
-        """Where the job's output goes (Slurm `%j`, PBS `$PBS_JOBID`: the id qsub printed)."""
-        return self.jobs_dir / f"{job_id}.log"
-
-
-def render_job_script(
-    config_path: str | os.PathLike[str],
-    site: str,
-    nodes: int | None = None,
-    walltime: str | None = None,
-    cwd: str | os.PathLike[str] | None = None,
-) -> JobScript:
-    """The batch script that runs `rasterflow run CONFIG --site SITE` inside one allocation.
-
-    Header lines come from the site file (partition/queue, account, walltime, nodes, raw
-    `scheduler_options`), the body from its `worker_init`. `nodes` and `walltime` override the
-    site's `nodes_per_block` and `walltime`. Placeholders are rendered and listed in a comment
-    line at the top; `submit_jobs` refuses them. Paths in the script are absolute; the job
-    starts in `cwd` (default: here), against which a config's relative paths resolve.
-    """
-    from workflow.config import load_config
-
-    if walltime is not None and not WALLTIME_RE.match(walltime):
-        raise ConfigError("--walltime", [f"expected HH:MM:SS, got {walltime!r}"])
-    if nodes is not None and nodes < 1:
-        raise ConfigError("--nodes", [f"expected a positive number of nodes, got {nodes}"])
-    cwd = Path(cwd or os.getcwd()).resolve()
-    config_file = _absolute(Path(config_path), cwd)
-    config = load_config(config_file)
-    site_model = load_site(_site_ref(site, cwd))
-    if not isinstance(site_model, SlurmSite | PbsSite):
-        raise ConfigError(
-            site_model.source,
-            [
-                f"kind: a {site_model.kind!r} site cannot run as a batch job "
-                "(`rasterflow job` needs a slurm or pbs site)"
-            ],
-        )
-    events = _absolute(Path(config.filename_rasterization_events), cwd)
-    jobs_dir = events.parent / ".rasterflow" / "jobs"
-    lock = events.with_name(events.name + ".lock")  # the run's lock (workflow/run.py)
-    nodes = nodes or site_model.nodes_per_block
-    walltime = walltime or site_model.walltime
-    scheduler = "slurm" if isinstance(site_model, SlurmSite) else "pbs"
-
-    lines = ["#!/bin/bash"]
-    found = site_model.placeholders()
-    if found:
-        listed = ", ".join(f"{key} = {value}" for key, value in found.items())
-        lines.append(f"# NOT SUBMITTABLE: placeholders left in {site_model.source}: {listed}")
-    if scheduler == "slurm":
-        lines += _slurm_header(site_model, nodes, walltime, jobs_dir)
-    else:
-        lines += _pbs_header(site_model, nodes, walltime, jobs_dir)
-    lines += _body(scheduler, site_model, site, cwd, config_file, jobs_dir, lock)
-    return JobScript(
-        scheduler=scheduler,
-        text="\n".join(lines) + "\n",
-        jobs_dir=jobs_dir,
-        site_source=site_model.source,
-        placeholders=found,
-    )
-
-
-def _slurm_header(site: SlurmSite, nodes: int, walltime: str, jobs_dir: Path) -> list[str]:
-    directives = [f"--job-name={JOB_NAME}"]
-    for flag, value in (
-        ("partition", site.partition),
-        ("account", site.account),
-        ("qos", site.qos),
-        ("constraint", site.constraint),
-    ):
-        if value:
-            directives.append(f"--{flag}={value}")
-    directives += [f"--nodes={nodes}", "--ntasks-per-node=1"]
-    if site.cores_per_node:
-        directives.append(f"--cpus-per-task={site.cores_per_node}")
-    if site.mem_per_node:
-        directives.append(f"--mem={site.mem_per_node}g")
-    if site.exclusive:
-        directives.append("--exclusive")
-    directives += [
-        f"--time={walltime}",
-        f"--output={jobs_dir}/%j.log",  # stdout and stderr: sbatch joins them by default
-        "--open-mode=append",  # a requeued job keeps what it wrote before
-    ]
-    return [f"#SBATCH {d}" for d in directives] + _raw_options(site.scheduler_options)
-
-
-def _pbs_header(site: PbsSite, nodes: int, walltime: str, jobs_dir: Path) -> list[str]:
-    select = f"select={nodes}:ncpus={site.cpus_per_node}"
-    if site.select_options:
-        select += ":" + site.select_options.lstrip(":")
-    directives = [f"-N {JOB_NAME}", "-S /bin/bash"]
-    if site.queue:
-        directives.append(f"-q {site.queue}")
-    if site.account:
-        directives.append(f"-A {site.account}")
-    directives += [
-        f"-l {select}",
-        f"-l walltime={walltime}",
-        # The body writes its own log, live, to <jobs_dir>/$PBS_JOBID.log; what PBS itself
-        # says (a walltime kill) goes to <jobs_dir>/rasterflow.o<sequence number>.
-        "-j oe",
-        f"-o {jobs_dir}/",
-    ]
-    return [f"#PBS {d}" for d in directives] + _raw_options(site.scheduler_options)
-
-
-def _raw_options(text: str) -> list[str]:
-    return [line.strip() for line in text.strip().splitlines() if line.strip()]
-
-
-def _body(scheduler, site, site_arg, cwd, config_file, jobs_dir, lock) -> list[str]:
-    python = sys.executable
-    rasterflow = Path(python).parent / "rasterflow"
-    run = [str(rasterflow)] if rasterflow.is_file() else [python, "-m", "workflow.cli"]
-    run += ["run", str(config_file), "--site", _site_ref(site_arg, cwd)]
-    body = [""]
-    if scheduler == "pbs":
-        body.append(f'exec >>{shlex.quote(str(jobs_dir))}/"$PBS_JOBID".log 2>&1')
-    body += [
-        "# rasterflow job: the driver runs inside this allocation, with one worker pool on each",
-        "# of its nodes. Submitting this script again resumes the run where it stopped.",
-    ]
-    init = worker_init(site)
-    if init:
-        body.append(init)
-    body += [
-        f"export {IN_ALLOCATION_ENV}=1",
-        f"cd {shlex.quote(str(cwd))}",
-        # A lock left by an earlier job of this run that has ended (walltime, scancel/qdel).
-        shlex.join([python, "-m", "executors.jobs", "release-stale-lock", str(lock)]),
-        *RUN_AND_STOP_CLEANLY.format(run=shlex.join(run)).splitlines(),
-    ]
-    return body
-
-
-# The scheduler ends a job (walltime, scancel, qdel) by sending SIGTERM, then SIGKILL after a
-# grace period. A driver killed outright orphans Parsl's interchange, which then outlives the
-# job where the scheduler tracks processes by their parent (Slurm's proctrack/linuxproc). So
-# the run is a child of this script, in its own process group (`set -m`): SIGTERM becomes a
-# Ctrl-C for it (Parsl shuts its interchange and workers down; the journal keeps what was
-# done), and whatever it leaves behind in its group is ended with it.
-RUN_AND_STOP_CLEANLY = """\
-set -m
-{run} &
-run=$!
-trap 'kill -INT "$run" 2>/dev/null' TERM
-wait "$run"
-status=$?
-while kill -0 "$run" 2>/dev/null; do wait "$run"; status=$?; done
-kill -TERM -- "-$run" 2>/dev/null
-exit "$status"
-"""
-
-
-def _site_ref(site: str, cwd: Path) -> str:
-    """A bundled name stays a name; a site file becomes its absolute path."""
-    looks_like_path = site.endswith(".toml") or "/" in site or os.sep in site
-    return str(_absolute(Path(site).expanduser(), cwd)) if looks_like_path else site
-
-
-def _absolute(path: Path, cwd: Path) -> Path:
-    return path if path.is_absolute() else cwd / path
 
 
 # --- submitting ----------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ KINDS = ("local", "slurm", "pbs", "globus_compute")
 # `YOUR_ACCOUNT`, `YOUR_PARTITION`, `YOUR-ENDPOINT-UUID`, ...: loadable, never submittable.
 PLACEHOLDER_RE = re.compile(r"\bYOUR[_-][A-Z0-9_-]*[A-Z0-9]")
 
-_WALLTIME_RE = re.compile(r"^\d+:[0-5]\d:[0-5]\d$")
+WALLTIME_RE = re.compile(r"^\d+:[0-5]\d:[0-5]\d$")
 
 
 def _auto_or_positive_int(value: Any) -> Any:
@@ -51,7 +51,7 @@ def _auto_or_positive_int(value: Any) -> Any:
 def _walltime(value: Any) -> Any:
     if isinstance(value, datetime.time):  # TOML reads an unquoted 01:30:00 as a time
         return value.strftime("%H:%M:%S")
-    if not isinstance(value, str) or not _WALLTIME_RE.match(value):
+    if not isinstance(value, str) or not WALLTIME_RE.match(value):
         raise PydanticCustomError(
             "walltime", 'expected a walltime "HH:MM:SS" (a string), got {got}', {"got": repr(value)}
         )

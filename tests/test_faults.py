@@ -212,8 +212,6 @@ def test_retry_cost_spends_every_retry_on_deterministic_errors():
     assert retry_cost(OSError("connection reset"), record) == 1
 
 
-
-
 def test_errors_survive_pickling():
     """An error a worker cannot send back would kill Parsl's result thread (the run hangs)."""
     error = pickle.loads(pickle.dumps(TileInputError("/a.gpkg", "corrupt")))

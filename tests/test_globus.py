@@ -27,13 +27,8 @@ import pytest
 from click.testing import CliRunner
 
 from executors import globus
-from executors.globus import (
-    NotLoggedIn,
-    login_problem,
-    remote_run,
-    serializer,
-    submission_arguments,
-)
+from executors.globus import remote_run, serializer, submission_arguments
+from executors.globus_login import NotLoggedIn, login_problem
 from rasterize_core.errors import ConfigError
 from workflow.cli import main
 from workflow.synthetic import make_sample

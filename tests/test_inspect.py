@@ -237,14 +237,14 @@ def test_progress_log_lines_are_few_and_honest(log_lines, monkeypatch):
     with RunProgress(live=False, every_s=10) as progress:
         progress.expect(small_plan())
         progress.add_total("rasterize", 3, 8)
-        progress.advance("rasterize", 3, 6, 0)  # 6 up to date: no line, no rate
+        progress.skip("rasterize", 3, 6)  # 6 up to date: no line, no rate
         assert log_lines == []
         clock[0] += 4
         progress.advance("rasterize", 3, 1, 1)  # a failed tile, within 10 s: no line yet
         assert log_lines == []
         clock[0] += 7
         progress.add_total("parent", 2, 4)
-        progress.advance("parent", 2, 0, 0)
+        progress.skip("parent", 2, 0)
         clock[0] += 1
         progress.advance("parent", 2, 2, 0)  # 1 s after it started: too soon for a line
         progress.advance("rasterize", 3, 1, 0)  # the level ends: one line
@@ -260,7 +260,7 @@ def test_progress_of_a_level_all_up_to_date(log_lines):
     with RunProgress(live=False) as progress:
         progress.expect(small_plan())
         progress.add_total("webtile", 2, 4)
-        progress.advance("webtile", 2, 4, 0)
+        progress.skip("webtile", 2, 4)
     assert log_lines == ["webtile z2 done: 4 tiles, all up to date"]
     assert progress.summary_lines()[-1] == "webtile z2: 4 tiles, all up to date"
 
@@ -268,9 +268,9 @@ def test_progress_of_a_level_all_up_to_date(log_lines):
 def test_progress_without_a_plan_grows_totals(log_lines):
     with RunProgress(live=False) as progress:
         progress.add_total("parent", 5, 2)
-        progress.advance("parent", 5, 0, 0)
+        progress.skip("parent", 5, 0)
         progress.add_total("parent", 5, 2)
-        progress.advance("parent", 5, 1, 0)  # 1 of the second batch up to date
+        progress.skip("parent", 5, 1)  # 1 of the second batch up to date
         progress.advance("parent", 5, 2, 0)
         progress.advance("parent", 5, 1, 0)
     counter = progress.counters["parent", 5]
@@ -288,7 +288,7 @@ def test_progress_bar_on_a_terminal():
     with RunProgress(live=True, console=console) as progress:
         progress.expect(small_plan())
         progress.add_total("rasterize", 3, 8)
-        progress.advance("rasterize", 3, 2, 0)
+        progress.skip("rasterize", 3, 2)
         progress.advance("rasterize", 3, 6, 1)
     task = progress._bar.tasks[0]
     assert task.description == "rasterize z3" and task.completed == task.total == 8

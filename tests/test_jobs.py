@@ -26,11 +26,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from executors.job_scripts import IN_ALLOCATION_ENV, render_job_script
 from executors.jobs import (
-    IN_ALLOCATION_ENV,
     config_for_run,
     release_stale_job_lock,
-    render_job_script,
     submit_command,
     submit_jobs,
 )

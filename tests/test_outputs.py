@@ -29,7 +29,8 @@ from workflow.config import load_config, parse_config
 from workflow.quicklook import quicklook_path, write_quicklooks
 from workflow.run import run_workflow
 from workflow.synthetic import make_sample
-from workflow.view import existing_tiles, write_products, write_run_products
+from workflow.view import write_products, write_run_products
+from workflow.view_data import existing_tiles
 from workflow.wmts import NS, WMTS_NAME, capabilities, crs_urn, write_wmts
 
 cogeo = pytest.importorskip("rio_cogeo.cogeo", reason="rio-cogeo validates COGs (test extra)")

@@ -34,7 +34,6 @@ N_TIFFS = 7
 LAUNCHED = r"Parsl task \d+ try \d+ launched on executor (\S+) with executor id (\d+)"
 
 
-
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory):
     """The reference: the same config through `--site local`."""

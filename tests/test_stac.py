@@ -22,7 +22,8 @@ from pystac.validation import JsonSchemaSTACValidator, RegisteredValidator, vali
 from rasterize_core.tiles import Tile, get_tms, xy_bounds
 from workflow.config import load_config
 from workflow.run import run_workflow
-from workflow.stac import WEB_MAP_LINKS, footprint, write_stac
+from workflow.stac import WEB_MAP_LINKS, write_stac
+from workflow.stac_items import footprint
 from workflow.synthetic import make_sample
 
 SCHEMAS = Path(__file__).parent / "data" / "stac-schemas"

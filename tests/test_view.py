@@ -29,12 +29,12 @@ from workflow.synthetic import make_sample
 from workflow.view import (
     VIEWER_NAME,
     ViewerError,
-    existing_tiles,
     map_grid,
     page_data,
     tile_url_template,
     write_viewer,
 )
+from workflow.view_data import existing_tiles
 
 BACKGROUND = (0xF4, 0xF3, 0xEF)  # #map background in workflow/static/viewer.css
 WINDOW = (1000, 700)
@@ -334,7 +334,7 @@ def test_browser_legend_shows_palette_and_range_per_level(demo, tmp_path):
 
 
 def _lonlat_box(config, z, tiles):
-    from workflow.view import lonlat_bounds
+    from workflow.view_data import lonlat_bounds
 
     boxes = [lonlat_bounds(config, Tile(z, x, y)) for x, y in tiles]
     return (min(b[0] for b in boxes), min(b[1] for b in boxes),

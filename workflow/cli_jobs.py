@@ -8,7 +8,7 @@ import click
 
 
 def _walltime(ctx, param, value):
-    from executors.jobs import WALLTIME_RE
+    from executors.job_scripts import WALLTIME_RE
 
     if value is not None and not WALLTIME_RE.match(value):
         raise click.BadParameter(f"expected HH:MM:SS, got {value!r}")
@@ -47,7 +47,8 @@ def _walltime(ctx, param, value):
               help="Print the batch script (placeholders marked); submit nothing.")  # fmt: skip
 def job(config: Path, site: str, nodes, walltime, chain: int, dry_run: bool) -> None:
     """Submit CONFIG's run as a batch job: the driver runs inside the allocation."""
-    from executors.jobs import render_job_script, submit_command, submit_jobs
+    from executors.job_scripts import render_job_script
+    from executors.jobs import submit_command, submit_jobs
     from workflow.cli import _guarded
 
     script = _guarded(lambda: render_job_script(config, site, nodes, walltime))

@@ -92,7 +92,7 @@ class Driver:
         """Queue the batch's tiles that need work; a batch with none is done at once."""
         todo = self.fingerprints.todo(step, batch.tiles, self.ranges.get(batch.z))
         self.progress.add_total(step, batch.z, len(batch.tiles))
-        self.progress.advance(step, batch.z, len(batch.tiles) - len(todo), 0)
+        self.progress.skip(step, batch.z, len(batch.tiles) - len(todo))
         if not todo:
             self._finish(step, batch)
             return

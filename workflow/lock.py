@@ -28,9 +28,13 @@ from rasterize_core.errors import RunLockedError
 STALE_AFTER_S = 120.0
 
 
+def current_job_id() -> str | None:
+    """The Slurm or PBS job this process runs in, or None outside a batch job."""
+    return os.environ.get("SLURM_JOB_ID") or os.environ.get("PBS_JOBID") or None
+
+
 def lock_record() -> dict:
-    job = os.environ.get("SLURM_JOB_ID") or os.environ.get("PBS_JOBID")
-    return {"host": os.uname().nodename, "pid": os.getpid(), "job_id": job,
+    return {"host": os.uname().nodename, "pid": os.getpid(), "job_id": current_job_id(),
             "heartbeat": time.time()}  # fmt: skip
 
 

@@ -39,7 +39,6 @@ class Counter:
     finished: float | None = None
     last_line: float = 0.0
     logged_done: int = -1  # done + skipped at the last log line
-    fresh: bool = False  # add_total was the last call: the next advance is the skip count
 
     @property
     def known_total(self) -> int:
@@ -128,13 +127,11 @@ class RunProgress:
     def add_total(self, step: str, z: int, n: int) -> None:
         counter = self._counter(step, z)
         counter.total += n
-        counter.fresh = True
         self._show(step, z, counter, time.time())
 
     def skip(self, step: str, z: int, n: int) -> None:
         """`n` tiles of a prepared batch are up to date."""
         counter = self._counter(step, z)
-        counter.fresh = False
         counter.skipped += n
         now = time.time()
         if counter.started is None and counter.counted < counter.known_total:
@@ -143,9 +140,6 @@ class RunProgress:
 
     def advance(self, step: str, z: int, done: int, failed: int) -> None:
         counter = self._counter(step, z)
-        if counter.fresh and failed == 0:  # the skip count that follows add_total
-            self.skip(step, z, done)
-            return
         counter.done += done
         counter.failed += failed
         self._update(step, z, counter, time.time())

@@ -21,7 +21,7 @@ from rasterize_core.atomic import atomic_write_bytes
 from rasterize_core.tiles import Tile
 from workflow.apps import webtile_path
 from workflow.config import RasterflowConfig
-from workflow.view import TilesByStat, tiles_by_stat
+from workflow.view_data import TilesByStat, tiles_by_stat
 
 log = logging.getLogger("rasterflow")
 

@@ -10,45 +10,30 @@ children of the Collection, so a client can still walk one level.
 Self-contained: every href is relative, the catalog sits beside the outputs
 (`{dir_geotiff}/../stac/collection.json`) and moves with them. Bands use STAC 1.1
 common metadata (`bands` with `description`, `unit`, `nodata`, `data_type`,
-`statistics`); tile footprints are in lon/lat as GeoJSON requires, with the
-tile's own CRS, bounds and transform in the projection extension. The web tiles
+`statistics`); the Items are built in `workflow.stac_items`. The web tiles
 and any WMTS document are linked with the web-map-links extension, and the
 grid's OGC TileMatrixSet definition is written beside the Collection, as
 non-WebMercator tiles need it to be placed.
-
-Band statistics come from the run's summary file; each GeoTIFF header is opened
-once for its data type, shape and transform (about 1 ms a tile), rather than
-trusting a recomputation. rio-stac is not used: it reads every pixel for
-statistics the run already has.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pystac
-import rasterio
-import shapely
-from pyproj import CRS, Transformer
 from pystac.extensions.projection import ProjectionExtension
 
-from rasterize_core.tiles import Tile, get_tms, tile_path, tms_crs_wkt, xy_bounds
-from workflow.apps import geotiff_path, webtile_path
-from workflow.config import RasterflowConfig, Statistic
+from rasterize_core.tiles import Tile, get_tms, tile_path
+from workflow.apps import geotiff_path
+from workflow.config import RasterflowConfig
+from workflow.stac_items import COG, GEOTIFF, CatalogContext, band_metadata, crs_code, tile_item
+from workflow.view_data import Ranges, updated_config_ranges
 
 WEB_MAP_LINKS = "https://stac-extensions.github.io/web-map-links/v1.2.0/schema.json"
 TILING_SCHEME = "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme"
-GEOTIFF = pystac.MediaType.GEOTIFF
-COG = pystac.MediaType.COG
-Ranges = dict[int, dict[str, tuple[float, float]]]
 
 
 def stac_dir(config: RasterflowConfig) -> Path:
@@ -64,7 +49,7 @@ def write_stac(config: RasterflowConfig, ranges: Ranges | None = None) -> Path:
     tiles = output_tiles(config)
     if not tiles:
         raise FileNotFoundError(f"no GeoTIFFs under {Path(config.dir_geotiff) / config.tms_id}")
-    context = _Context.load(config, _fill_ranges(config, ranges or {}, tiles))
+    context = CatalogContext.load(config, _fill_ranges(config, ranges or {}, tiles))
     collection = _collection(context, tiles)
     final = stac_dir(config)
     # Built beside the final folder (same depth, so the same relative hrefs), without a
@@ -92,62 +77,23 @@ def output_tiles(config: RasterflowConfig) -> dict[int, list[Tile]]:
     return {z: sorted(level) for z, level in tiles.items()}
 
 
-# -- what the catalog is built from ---------------------------------------------
-@dataclass
-class _Context:
-    config: RasterflowConfig
-    ranges: Ranges
-    crs: CRS
-    summary: dict[tuple[str, int, int, int], dict]
-    produced: dict[tuple[int, int, int], datetime]
-
-    @classmethod
-    def load(cls, config: RasterflowConfig, ranges: Ranges) -> _Context:
-        return cls(config, ranges, CRS.from_wkt(tms_crs_wkt(config.tms_id)),
-                   _summary_rows(config), _production_times(config))  # fmt: skip
-
-
-def _summary_rows(config: RasterflowConfig) -> dict[tuple[str, int, int, int], dict]:
-    path = Path(config.filename_rasters_summary)
-    if not path.exists():
-        return {}
-    frame = pd.read_csv(path)
-    return {(r["stat"], int(r["z"]), int(r["x"]), int(r["y"])): r for r in frame.to_dict("records")}
-
-
-def _production_times(config: RasterflowConfig) -> dict[tuple[int, int, int], datetime]:
-    """When each GeoTIFF was written, from its ok rasterize/parent row of the event log."""
-    path = Path(config.filename_rasterization_events)
-    if not path.exists():
-        return {}
-    events = pd.read_csv(path)
-    made = events[events["step"].isin(["rasterize", "parent"]) & (events["status"] == "ok")]
-    return {
-        (int(r["z"]), int(r["x"]), int(r["y"])): datetime.fromisoformat(r["started_at"])
-        for r in made.to_dict("records")
-    }
-
-
 def _fill_ranges(config: RasterflowConfig, ranges: Ranges, tiles: dict) -> Ranges:
     """Every listed level's ranges: the driver's, else the updated config's, else the config's."""
-    updated: dict = {}
-    if config.updated_config_path().exists():
-        stats = json.loads(config.updated_config_path().read_text())["statistics"]
-        updated = {s["name"]: s.get("z_config", {}) for s in stats}
+    updated = updated_config_ranges(config)
     filled: Ranges = {}
     for z in tiles:
         filled[z] = {}
         for stat in config.statistics:
             known = ranges.get(z, {}).get(stat.name)
-            written = (updated.get(stat.name, {}).get(str(z)) or {}).get("val_range")
+            written = updated.get(z, {}).get(stat.name)
             filled[z][stat.name] = tuple(known or written or stat.val_range_at(z))
     return filled
 
 
 # -- the Collection -------------------------------------------------------------
-def _collection(context: _Context, tiles: dict[int, list[Tile]]) -> pystac.Collection:
+def _collection(context: CatalogContext, tiles: dict[int, list[Tile]]) -> pystac.Collection:
     config = context.config
-    items = {z: [_item(context, tile) for tile in level] for z, level in tiles.items()}
+    items = {z: [tile_item(context, tile) for tile in level] for z, level in tiles.items()}
     times = [item.datetime for level in items.values() for item in level]
     stats = ", ".join(config.stat_names)
     collection = pystac.Collection(
@@ -166,7 +112,7 @@ def _collection(context: _Context, tiles: dict[int, list[Tile]]) -> pystac.Colle
         ),
         license="other",
         keywords=["rasterflow", config.tms_id, *config.stat_names],
-        summaries=pystac.Summaries({"proj:code": [_crs_code(context.crs)]}),
+        summaries=pystac.Summaries({"proj:code": [crs_code(context.crs)]}),
         stac_extensions=[ProjectionExtension.get_schema_uri(), WEB_MAP_LINKS],
     )
     collection.item_assets = _item_assets(context)
@@ -184,9 +130,9 @@ def _collection(context: _Context, tiles: dict[int, list[Tile]]) -> pystac.Colle
     return collection
 
 
-def _item_assets(context: _Context) -> dict[str, pystac.ItemAssetDefinition]:
+def _item_assets(context: CatalogContext) -> dict[str, pystac.ItemAssetDefinition]:
     config = context.config
-    bands = [_band(stat, context, None) for stat in config.statistics]
+    bands = [band_metadata(stat, context, None) for stat in config.statistics]
     assets = {"data": pystac.ItemAssetDefinition.create(
         title="Statistics GeoTIFF", description="One band per statistic, NaN as nodata",
         media_type=COG if config.cog else GEOTIFF, roles=["data"],
@@ -199,7 +145,7 @@ def _item_assets(context: _Context) -> dict[str, pystac.ItemAssetDefinition]:
     return assets
 
 
-def _web_links(context: _Context) -> list[pystac.Link]:
+def _web_links(context: CatalogContext) -> list[pystac.Link]:
     """xyz templates per statistic, WMTS documents found beside them, the TileMatrixSet."""
     config, stac = context.config, stac_dir(context.config)
     links = []
@@ -269,139 +215,6 @@ def _run_assets(config: RasterflowConfig) -> dict[str, pystac.Asset]:
         for key, (path, kind) in candidates.items()
         if path.exists()
     }
-
-
-# -- one Item per GeoTIFF -------------------------------------------------------
-def _item(context: _Context, tile: Tile) -> pystac.Item:
-    config = context.config
-    path = geotiff_path(config, tile)
-    with rasterio.open(path) as dataset:
-        dtype, shape, transform = (
-            dataset.dtypes[0],
-            (dataset.height, dataset.width),
-            dataset.transform,
-        )
-    bounds = xy_bounds(config.tms_id, tile)
-    geometry, bbox = footprint(config.tms_id, bounds)
-    produced = context.produced.get(tile) or datetime.fromtimestamp(path.stat().st_mtime, UTC)
-    item = pystac.Item(
-        id=f"{config.tms_id}-{tile.z}-{tile.x}-{tile.y}", geometry=geometry, bbox=bbox,
-        datetime=produced,
-        properties={"tile_matrix_set": config.tms_id, "tile_matrix": str(tile.z),
-                    "tile_row": tile.y, "tile_col": tile.x},
-    )  # fmt: skip
-    projection = ProjectionExtension.ext(item, add_if_missing=True)
-    projection.code = _crs_code(context.crs)
-    if projection.code is None:
-        projection.wkt2 = context.crs.to_wkt()
-    projection.bbox, projection.shape = list(bounds), shape
-    projection.transform = list(transform)[:6]
-    bands = [_band(stat, context, (tile, dtype)) for stat in config.statistics]
-    item.add_asset("data", pystac.Asset(
-        str(path.resolve()), title="Statistics GeoTIFF", media_type=COG if config.cog else GEOTIFF,
-        roles=["data"], extra_fields={"bands": bands},
-    ))  # fmt: skip
-    for stat in config.statistics:
-        png = webtile_path(config, tile, stat.name)
-        if png.exists():
-            item.add_asset(f"{stat.name}_png", pystac.Asset(
-                str(png.resolve()), title=f"{stat.name} web tile",
-                media_type=pystac.MediaType.PNG, roles=["visual"],
-            ))  # fmt: skip
-    return item
-
-
-def _band(stat: Statistic, context: _Context, tile: tuple[Tile, str] | None) -> dict:
-    """A STAC 1.1 band: what the statistic is, its unit, and this tile's statistics."""
-    description, unit = describe_statistic(stat, context.crs)
-    band = {"name": stat.name, "description": description, "nodata": "nan"}
-    if unit:
-        band["unit"] = unit
-    if tile is None:
-        return band
-    (z, x, y), dtype = tile[0], tile[1]
-    band["data_type"] = dtype
-    row = context.summary.get((stat.name, z, x, y), {})
-    names = {"min": "minimum", "max": "maximum", "mean": "mean", "std": "stddev"}
-    numbers = {names[k]: float(row[k]) for k in names if k in row and pd.notna(row[k])}
-    if numbers:
-        band["statistics"] = numbers
-    return band
-
-
-def describe_statistic(stat: Statistic, crs: CRS) -> tuple[str, str | None]:
-    """A sentence for the band and its unit (UCUM); None where the unit is the property's."""
-    area_unit = _area_unit(crs)
-    prop, how = stat.property, stat.aggregation_method
-    if prop == "centroids_per_pixel":
-        text, unit = "Number of polygons whose centroid lies in the pixel", "count"
-    elif prop == "area_per_pixel_area":
-        text = "Fraction of the pixel covered by polygons (overlapping polygons add)"
-        unit = "1"
-    elif prop == "area_within_pixel":
-        text, unit = f"Polygon area within the pixel, in {area_unit} of {crs.name}", area_unit
-    elif stat.weight_by == "area":
-        text, unit = f"{how} of {prop!r}, weighted by the fraction of the pixel covered", None
-    else:
-        text, unit = f"{how} of {prop!r} over the polygons centred in the pixel", None
-    return f"{text}. Lower zooms: {stat.resampling_method} of the 2x2 children.", unit
-
-
-def _area_unit(crs: CRS) -> str:
-    unit = crs.axis_info[0].unit_name.lower()
-    return {"metre": "m2", "meter": "m2", "degree": "deg2"}.get(unit, f"({unit})2")
-
-
-def _crs_code(crs: CRS) -> str | None:
-    authority = crs.to_authority()
-    return f"{authority[0]}:{authority[1]}" if authority else None
-
-
-# -- footprints in lon/lat ------------------------------------------------------
-def footprint(tms_id: str, bounds: tuple[float, float, float, float]) -> tuple[dict, list[float]]:
-    """GeoJSON geometry and bbox (lon/lat) of a tile, split at the antimeridian.
-
-    A tile holding a pole, or crossing the antimeridian, gets its lon/lat bbox as
-    footprint (a pole has no single longitude to trace a boundary through);
-    others get their boundary, densified and transformed.
-    """
-    crs = CRS(get_tms(tms_id).crs._pyproj_crs)
-    if crs.is_geographic:  # x-first bounds are already lon/lat
-        return shapely.geometry.mapping(shapely.box(*bounds)), list(bounds)
-    to_lonlat = Transformer.from_crs(crs, "OGC:CRS84", always_xy=True)
-    west, south, east, north = to_lonlat.transform_bounds(*bounds, densify_pts=21)
-    pole = _pole_in(crs, bounds)
-    if pole:
-        west, east = -180.0, 180.0
-        south, north = (south, 90.0) if pole > 0 else (-90.0, north)
-    if pole or west > east:
-        parts = [(west, south, 180.0, north), (-180.0, south, east, north)] if west > east else [
-            (west, south, east, north)]  # fmt: skip
-        shape = shapely.union_all([shapely.box(*part) for part in parts])
-        return shapely.geometry.mapping(shape), [west, south, east, north]
-    boundary = shapely.segmentize(shapely.box(*bounds), (bounds[2] - bounds[0]) / 20)
-    ring = shapely.transform(boundary, lambda xy: _moved(to_lonlat, xy))
-    shape = shapely.orient_polygons(ring)
-    return shapely.geometry.mapping(shape), [west, south, east, north]
-
-
-def _moved(transformer: Transformer, xy: np.ndarray) -> np.ndarray:
-    return np.column_stack(transformer.transform(xy[:, 0], xy[:, 1]))
-
-
-def _pole_in(crs: CRS, bounds: tuple[float, float, float, float]) -> int:
-    """+1 / -1 when the North / South Pole is in the tile (or within 1e-3 of its width)."""
-    to_crs = Transformer.from_crs("OGC:CRS84", crs, always_xy=True)
-    box = shapely.box(*bounds)
-    for sign in (1, -1):
-        x, y = to_crs.transform(0.0, 90.0 * sign, errcheck=False)
-        if (
-            abs(x) < 1e30
-            and abs(y) < 1e30
-            and box.distance(shapely.Point(x, y)) <= 1e-3 * (bounds[2] - bounds[0])
-        ):
-            return sign
-    return 0
 
 
 def _union_bbox(boxes: list[list[float]]) -> list[float]:

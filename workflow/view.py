@@ -12,6 +12,9 @@ so it opens from disk with no network. It shows:
   `__updated.json` config, else the summary);
 - a base of tile outlines: GeoJSON of the tiles that exist, per level.
 
+Which tiles exist, their outlines, the ranges and the legend colours are gathered in
+`workflow.view_data`; this module writes the page from them.
+
 The view can be set from the URL: `viewer.html#map=Z/LAT/LON&layers=a,b&outlines=0`
 (the page keeps the address in step with the map, so a view can be shared).
 
@@ -21,10 +24,10 @@ tiles: this page, the WMTS capabilities and the quick-looks.
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import math
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +37,18 @@ from rasterize_core import palette
 from rasterize_core.atomic import atomic_write_bytes
 from rasterize_core.errors import RasterflowError
 from rasterize_core.tiles import Tile, get_tms, matrix_size, xy_bounds
-from workflow.apps import webtile_path
 from workflow.config import RasterflowConfig
+from workflow.view_data import (
+    Ranges,
+    TilesByStat,
+    css_color,
+    current_ranges,
+    existing_tiles,
+    extent_of,
+    legend_colors,
+    outline_geojson,
+    tiles_by_stat,
+)
 
 log = logging.getLogger("rasterflow")
 
@@ -44,13 +57,10 @@ OUTLINES_PER_LEVEL = 5000  # tile outlines embedded per level (GeoJSON is ~200 b
 KNOWN_TILES = (
     200_000  # tiles listed (coarse levels first) so the page asks only for those that exist
 )
-LEGEND_STOPS = 33  # colour stops of a legend's gradient (of the palette's 256)
 ZOOM_OUT_LEVELS = 3  # how far the map zooms out below z_min (tiles shrink, so few of them)
 ZOOM_IN_LEVELS = 3  # how far the map zooms in past z_max (pixels grow)
 STATIC_DIR = Path(__file__).resolve().parent / "static"  # vendored Leaflet, page template
 PLACEHOLDER = re.compile(r"__([A-Z_]+)__")
-Ranges = dict[int, dict[str, tuple[float, float]]]
-TilesByStat = dict[str, dict[int, set]]  # statistic -> z -> {(x, y)} of the web tiles on disk
 
 
 class ViewerError(RasterflowError):
@@ -96,95 +106,6 @@ def map_grid(config: RasterflowConfig) -> MapGrid:
                    (right - left, top - bottom), (width, height))  # fmt: skip
 
 
-# -- what exists on disk --------------------------------------------------------
-def tiles_by_stat(config: RasterflowConfig) -> TilesByStat:
-    """Per statistic, per level: (x, y) of its web tiles on disk (one scan of the folders)."""
-    found: TilesByStat = {}
-    for stat in config.stat_names:
-        levels = {}
-        for z in range(config.z_min, config.z_max + 1):
-            level_dir = webtile_path(config, Tile(z, 0, 0), stat).parent.parent
-            levels[z] = _scan_level(level_dir, config.ext_web_tiles)
-        found[stat] = {z: tiles for z, tiles in levels.items() if tiles}
-    return found
-
-
-def existing_tiles(
-    config: RasterflowConfig, stats: list[str] | None = None, found: TilesByStat | None = None
-) -> dict[int, set]:
-    """(x, y) of the web tiles on disk per level, for any of `stats` (default: all)."""
-    found = found if found is not None else tiles_by_stat(config)
-    union: dict[int, set] = {}
-    for stat in stats or config.stat_names:
-        for z, tiles in found.get(stat, {}).items():
-            union.setdefault(z, set()).update(tiles)
-    return union
-
-
-def _scan_level(level_dir: Path, ext: str) -> set[tuple[int, int]]:
-    tiles = set()
-    if not level_dir.is_dir():
-        return tiles
-    for column in os.scandir(level_dir):
-        if not (column.is_dir() and column.name.isdigit()):
-            continue
-        for entry in os.scandir(column.path):
-            stem = entry.name.removesuffix(ext)
-            if entry.name.endswith(ext) and stem.isdigit():
-                tiles.add((int(column.name), int(stem)))
-    return tiles
-
-
-def lonlat_bounds(config: RasterflowConfig, tile: Tile) -> tuple[float, float, float, float]:
-    """(west, south, east, north) of a tile in degrees."""
-    import morecantile
-
-    b = get_tms(config.tms_id).bounds(morecantile.Tile(tile.x, tile.y, tile.z))
-    return (b.left, b.bottom, b.right, b.top)
-
-
-def extent_of(config: RasterflowConfig, tiles: dict[int, set]) -> tuple | None:
-    """(west, south, east, north) in degrees of the tiles at their finest level."""
-    if not tiles:
-        return None
-    z = max(tiles)
-    xs = [x for x, _ in tiles[z]]
-    ys = [y for _, y in tiles[z]]
-    west, _, _, north = lonlat_bounds(config, Tile(z, min(xs), min(ys)))
-    _, south, east, _ = lonlat_bounds(config, Tile(z, max(xs), max(ys)))
-    return (west, south, east, north)
-
-
-# -- value ranges -----------------------------------------------------------------
-def current_ranges(config: RasterflowConfig) -> Ranges:
-    """The ranges the web tiles were coloured with: `__updated.json`, else the summary."""
-    ranges = _updated_config_ranges(config)
-    if ranges:
-        return ranges
-    from workflow.events import RunRecords
-    from workflow.value_ranges import level_ranges
-
-    records = RunRecords(config).load()
-    return {z: level_ranges(config, z, records.level_summary(z))
-            for z in range(config.z_min, config.z_max + 1)}  # fmt: skip
-
-
-def _updated_config_ranges(config: RasterflowConfig) -> Ranges:
-    path = config.updated_config_path()
-    try:
-        updated = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    ranges: Ranges = {}
-    for stat in updated.get("statistics", []):
-        for z, entry in (stat.get("z_config") or {}).items():
-            val_range = (entry or {}).get("val_range")
-            if val_range and None not in val_range and stat.get("name") in config.stat_names:
-                ranges.setdefault(int(z), {})[stat["name"]] = (float(val_range[0]),
-                                                               float(val_range[1]))  # fmt: skip
-    return ranges
-
-
 # -- the page -------------------------------------------------------------------
 def viewer_path(config: RasterflowConfig) -> Path:
     return Path(config.dir_web_tiles) / VIEWER_NAME
@@ -196,20 +117,8 @@ def tile_url_template(config: RasterflowConfig, stat: str) -> str:
     return "/".join(values[part] for part in config.tile_path_structure) + config.ext_web_tiles
 
 
-def legend_colors(stat) -> list[str]:
-    """CSS colours of evenly spaced entries of the palette's 256-colour table."""
-    lut = palette.build_lut(stat.palette)
-    picks = [round(i * (len(lut) - 1) / (LEGEND_STOPS - 1)) for i in range(LEGEND_STOPS)]
-    return [_css(lut[i]) for i in picks]
-
-
 def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
-
-
-def _css(rgba) -> str:
-    r, g, b, a = (int(v) for v in rgba)
-    return f"rgba({r},{g},{b},{a / 255:.3f})"
 
 
 def page_data(config: RasterflowConfig, ranges: Ranges, tiles: dict[int, set]) -> dict:
@@ -223,7 +132,7 @@ def page_data(config: RasterflowConfig, ranges: Ranges, tiles: dict[int, set]) -
             "url": tile_url_template(config, stat.name),
             "what": f"{stat.aggregation_method} of {stat.property} (by {stat.weight_by})",
             "colors": legend_colors(stat),
-            "nodata_color": _css(palette.parse_color(stat.nodata_color)),
+            "nodata_color": css_color(palette.parse_color(stat.nodata_color)),
             "ranges": {str(z): [_finite(v) for v in by_stat[stat.name]]
                        for z, by_stat in sorted(ranges.items()) if stat.name in by_stat},
         })  # fmt: skip
@@ -258,23 +167,12 @@ def _config_name(config: RasterflowConfig) -> str:
     return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
 
 
-def outline_geojson(config: RasterflowConfig, z: int, tiles) -> dict:
-    """A FeatureCollection of the tiles' outlines (lon/lat), each with its z, x, y."""
-    features = []
-    for x, y in tiles:
-        west, south, east, north = lonlat_bounds(config, Tile(z, x, y))
-        ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
-        features.append({"type": "Feature", "properties": {"z": z, "x": x, "y": y},
-                         "geometry": {"type": "Polygon", "coordinates": [ring]}})  # fmt: skip
-    return {"type": "FeatureCollection", "features": features}
-
-
 def render_page(data: dict) -> str:
     """The HTML page: the template with Leaflet, the viewer's script and the data inlined."""
     static = STATIC_DIR
     license_text = (static / "leaflet" / "LICENSE.txt").read_text(encoding="utf-8")
     parts = {
-        "TITLE": _html_escape(f"rasterflow: {data['title']} ({data['tms_id']})"),
+        "TITLE": html.escape(f"rasterflow: {data['title']} ({data['tms_id']})", quote=False),
         "LEAFLET_LICENSE": license_text.replace("--", "- -"),
         "LEAFLET_CSS": (static / "leaflet" / "leaflet.css").read_text(encoding="utf-8"),
         "LEAFLET_JS": (static / "leaflet" / "leaflet.js").read_text(encoding="utf-8"),
@@ -292,23 +190,24 @@ def _script_json(data: dict) -> str:
     return text.replace("</", "<\\/").replace("<!--", "<\\!--")
 
 
-def _html_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def write_viewer(
     config: RasterflowConfig, ranges: Ranges | None = None, found: TilesByStat | None = None
 ) -> Path:
     """Write `{dir_web_tiles}/viewer.html` for the web tiles on disk; return its path."""
+    tiles = _require_web_tiles(config, found)
+    data = page_data(config, ranges if ranges else current_ranges(config), tiles)
+    path = viewer_path(config)
+    atomic_write_bytes(path, render_page(data).encode("utf-8"))
+    return path
+
+
+def _require_web_tiles(config: RasterflowConfig, found: TilesByStat | None) -> dict[int, set]:
     tiles = existing_tiles(config, found=found)
     if not tiles:
         raise RasterflowError(
             f"no web tiles under {config.dir_web_tiles}: run `rasterflow run` first"
         )
-    data = page_data(config, ranges if ranges else current_ranges(config), tiles)
-    path = viewer_path(config)
-    atomic_write_bytes(path, render_page(data).encode("utf-8"))
-    return path
+    return tiles
 
 
 # -- every product of a run ---------------------------------------------------------
@@ -320,13 +219,10 @@ def write_products(
     from workflow.wmts import write_wmts
 
     found = tiles_by_stat(config)
-    if not existing_tiles(config, found=found):
-        raise RasterflowError(
-            f"no web tiles under {config.dir_web_tiles}: run `rasterflow run` first"
-        )
+    _require_web_tiles(config, found)
     paths = []
     try:
-        paths.append(write_viewer(config, ranges or current_ranges(config), found))
+        paths.append(write_viewer(config, ranges, found))
     except ViewerError as err:  # the WMTS document and quick-looks still work
         log.warning("map page not written: %s", err)
     paths.append(write_wmts(config, base_url, found))

@@ -28,7 +28,7 @@ from urllib.parse import quote
 from rasterize_core.atomic import atomic_write_bytes
 from rasterize_core.tiles import Tile, get_tms
 from workflow.config import RasterflowConfig
-from workflow.view import TilesByStat, lonlat_bounds, tiles_by_stat
+from workflow.view_data import TilesByStat, lonlat_bounds, tiles_by_stat
 
 WMTS_NAME = "WMTSCapabilities.xml"
 NS = {

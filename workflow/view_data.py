@@ -1,0 +1,136 @@
+"""What the map page, the WMTS capabilities and the quick-looks draw from.
+
+- the web tiles on disk, per statistic and level (one scan of the folders);
+- their lon/lat bounds, extent and outlines;
+- the value ranges the tiles were coloured with (the `__updated.json` config,
+  else the summary), and a legend's colour stops.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from rasterize_core import palette
+from rasterize_core.tiles import Tile, get_tms
+from workflow.apps import webtile_path
+from workflow.config import RasterflowConfig
+
+LEGEND_STOPS = 33  # colour stops of a legend's gradient (of the palette's 256)
+Ranges = dict[int, dict[str, tuple[float, float]]]  # z -> statistic -> (low, high)
+TilesByStat = dict[str, dict[int, set]]  # statistic -> z -> {(x, y)} of the web tiles on disk
+
+
+# -- what exists on disk --------------------------------------------------------
+def tiles_by_stat(config: RasterflowConfig) -> TilesByStat:
+    """Per statistic, per level: (x, y) of its web tiles on disk (one scan of the folders)."""
+    found: TilesByStat = {}
+    for stat in config.stat_names:
+        levels = {}
+        for z in range(config.z_min, config.z_max + 1):
+            level_dir = webtile_path(config, Tile(z, 0, 0), stat).parent.parent
+            levels[z] = _scan_level(level_dir, config.ext_web_tiles)
+        found[stat] = {z: tiles for z, tiles in levels.items() if tiles}
+    return found
+
+
+def existing_tiles(
+    config: RasterflowConfig, stats: list[str] | None = None, found: TilesByStat | None = None
+) -> dict[int, set]:
+    """(x, y) of the web tiles on disk per level, for any of `stats` (default: all)."""
+    found = found if found is not None else tiles_by_stat(config)
+    union: dict[int, set] = {}
+    for stat in stats or config.stat_names:
+        for z, tiles in found.get(stat, {}).items():
+            union.setdefault(z, set()).update(tiles)
+    return union
+
+
+def _scan_level(level_dir: Path, ext: str) -> set[tuple[int, int]]:
+    tiles = set()
+    if not level_dir.is_dir():
+        return tiles
+    for column in os.scandir(level_dir):
+        if not (column.is_dir() and column.name.isdigit()):
+            continue
+        for entry in os.scandir(column.path):
+            stem = entry.name.removesuffix(ext)
+            if entry.name.endswith(ext) and stem.isdigit():
+                tiles.add((int(column.name), int(stem)))
+    return tiles
+
+
+# -- where they are, in lon/lat ---------------------------------------------------
+def lonlat_bounds(config: RasterflowConfig, tile: Tile) -> tuple[float, float, float, float]:
+    """(west, south, east, north) of a tile in degrees."""
+    import morecantile
+
+    b = get_tms(config.tms_id).bounds(morecantile.Tile(tile.x, tile.y, tile.z))
+    return (b.left, b.bottom, b.right, b.top)
+
+
+def extent_of(config: RasterflowConfig, tiles: dict[int, set]) -> tuple | None:
+    """(west, south, east, north) in degrees of the tiles at their finest level."""
+    if not tiles:
+        return None
+    z = max(tiles)
+    xs = [x for x, _ in tiles[z]]
+    ys = [y for _, y in tiles[z]]
+    west, _, _, north = lonlat_bounds(config, Tile(z, min(xs), min(ys)))
+    _, south, east, _ = lonlat_bounds(config, Tile(z, max(xs), max(ys)))
+    return (west, south, east, north)
+
+
+def outline_geojson(config: RasterflowConfig, z: int, tiles) -> dict:
+    """A FeatureCollection of the tiles' outlines (lon/lat), each with its z, x, y."""
+    features = []
+    for x, y in tiles:
+        west, south, east, north = lonlat_bounds(config, Tile(z, x, y))
+        ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
+        features.append({"type": "Feature", "properties": {"z": z, "x": x, "y": y},
+                         "geometry": {"type": "Polygon", "coordinates": [ring]}})  # fmt: skip
+    return {"type": "FeatureCollection", "features": features}
+
+
+# -- value ranges and legends -------------------------------------------------------
+def current_ranges(config: RasterflowConfig) -> Ranges:
+    """The ranges the web tiles were coloured with: `__updated.json`, else the summary."""
+    ranges = updated_config_ranges(config)
+    if ranges:
+        return ranges
+    from workflow.events import RunRecords
+    from workflow.value_ranges import level_ranges
+
+    records = RunRecords(config).load()
+    return {z: level_ranges(config, z, records.level_summary(z))
+            for z in range(config.z_min, config.z_max + 1)}  # fmt: skip
+
+
+def updated_config_ranges(config: RasterflowConfig) -> Ranges:
+    """Per level, the ranges in `__updated.json` (both ends set); {} when it cannot be read."""
+    path = config.updated_config_path()
+    try:
+        updated = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    ranges: Ranges = {}
+    for stat in updated.get("statistics", []):
+        for z, entry in (stat.get("z_config") or {}).items():
+            val_range = (entry or {}).get("val_range")
+            if val_range and None not in val_range and stat.get("name") in config.stat_names:
+                ranges.setdefault(int(z), {})[stat["name"]] = (float(val_range[0]),
+                                                               float(val_range[1]))  # fmt: skip
+    return ranges
+
+
+def legend_colors(stat) -> list[str]:
+    """CSS colours of evenly spaced entries of the palette's 256-colour table."""
+    lut = palette.build_lut(stat.palette)
+    picks = [round(i * (len(lut) - 1) / (LEGEND_STOPS - 1)) for i in range(LEGEND_STOPS)]
+    return [css_color(lut[i]) for i in picks]
+
+
+def css_color(rgba) -> str:
+    r, g, b, a = (int(v) for v in rgba)
+    return f"rgba({r},{g},{b},{a / 255:.3f})"
