@@ -269,18 +269,7 @@ def test_killed_worker_batch_is_retried(tmp_path, monkeypatch):
     with attempt 2, and every tile ends ok."""
     sample = staged_sample(tmp_path)
     config = load_config(sample.config_path)
-    monkeypatch.setattr(workflow.plan, "MAX_BATCH_TILES", 3)  # two z-max batches, one per worker
-    monkeypatch.setattr(
-        workflow.run, "config_for_run", quick_heartbeat(workflow.run.config_for_run)
-    )
-    killed: list[int] = []
-    killer = threading.Thread(target=kill_busy_worker, args=(tmp_path, killed), daemon=True)
-    killer.start()
-    try:
-        report = run_workflow(config, live_progress=False)
-    finally:
-        killer.join(timeout=1)
-        end_processes([p.pid for p in processes_under(tmp_path)])
+    report, killed = run_killing_workers(config, tmp_path, monkeypatch, batch_tiles=3, kills=1)
     assert killed, "no worker was seen running a batch"
     assert report.exit_code == 0 and not report.failures
     events = pd.read_csv(config.filename_rasterization_events)
@@ -319,6 +308,23 @@ def test_dead_interchange_fails_the_run_instead_of_hanging(tmp_path):
     assert not lock_path.exists() and processes_under(tmp_path) == []
 
 
+def run_killing_workers(config, tmp_path, monkeypatch, batch_tiles: int, kills: int):
+    """Run the pipeline while a thread SIGKILLs `kills` busy workers; (report, killed pids)."""
+    monkeypatch.setattr(workflow.plan, "MAX_BATCH_TILES", batch_tiles)
+    monkeypatch.setattr(
+        workflow.run, "config_for_run", quick_heartbeat(workflow.run.config_for_run)
+    )
+    killed: list[int] = []
+    killer = threading.Thread(target=kill_busy_worker, args=(tmp_path, killed, kills), daemon=True)
+    killer.start()
+    try:
+        report = run_workflow(config, live_progress=False)
+    finally:
+        killer.join(timeout=1)
+        end_processes([p.pid for p in processes_under(tmp_path)])
+    return report, killed
+
+
 def kill_busy_worker(root: Path, killed: list[int], times: int = 1, timeout: float = 90) -> None:
     """SIGKILL the first Parsl worker seen running our code (GDAL mapped: it is inside a
     batch; an idle worker has only Parsl loaded), `times` times."""
@@ -348,18 +354,7 @@ def test_batch_lost_after_every_retry_is_split(tmp_path, monkeypatch):
     z-max batch is killed, then its tiles alone all succeed, each with 4 tries recorded."""
     sample = staged_sample(tmp_path)
     config = load_config(sample.config_path)
-    monkeypatch.setattr(workflow.plan, "MAX_BATCH_TILES", 64)  # one z-max batch
-    monkeypatch.setattr(
-        workflow.run, "config_for_run", quick_heartbeat(workflow.run.config_for_run)
-    )
-    killed: list[int] = []
-    killer = threading.Thread(target=kill_busy_worker, args=(tmp_path, killed, 3), daemon=True)
-    killer.start()
-    try:
-        report = run_workflow(config, live_progress=False)
-    finally:
-        killer.join(timeout=1)
-        end_processes([p.pid for p in processes_under(tmp_path)])
+    report, killed = run_killing_workers(config, tmp_path, monkeypatch, batch_tiles=64, kills=3)
     assert len(killed) == 3 and report.exit_code == 0
     events = pd.read_csv(config.filename_rasterization_events)
     assert (events["status"] == "ok").all()
