@@ -29,6 +29,8 @@ import sys
 import threading
 import time
 import tracemalloc
+import zlib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -123,18 +125,25 @@ def plan_in_subprocess(n: int, workers: int) -> dict:
 
 # -- the window of futures ---------------------------------------------------------------------
 def _record(step: str, tile, with_summary: bool) -> dict:
-    """A record shaped like the real apps' (same keys, realistic strings)."""
-    summary = [{"stat": s["name"], "bounds": [0.0, 0.0, 1.0, 1.0], "min": 0.0, "max": 3.0,
-                "mean": 0.5, "median": 0.0, "std": 0.7, "var": 0.5, "sum": 100.0,
-                "path": f"/g/WorldCRS84Quad/{tile.z}/{tile.x}/{tile.y}.tif",
+    """A record shaped like the real apps': same keys, and values as distinct per tile as
+    theirs (checksum, start time, statistics, the web tiles' PNG paths joined), so shared
+    constants do not flatter the records' memory."""
+    seed = zlib.crc32(f"{step}/{tile.z}/{tile.x}/{tile.y}".encode())
+    v, (x, y) = seed % 100_000 / 7.0, (tile.x / 2**tile.z, tile.y / 2**tile.z)
+    tif = f"/g/WorldCRS84Quad/{tile.z}/{tile.x}/{tile.y}.tif"
+    pngs = ";".join(f"/w/{s['name']}/WorldCRS84Quad/{tile.z}/{tile.x}/{tile.y}.png" for s in STATS)
+    summary = [{"stat": s["name"], "bounds": [x, y, x + 0.5**tile.z, y + 0.5**tile.z],
+                "min": v / 9, "max": v, "mean": v / 2, "median": v / 3, "std": v / 5,
+                "var": v / 25, "sum": v * 900, "path": tif,
                 "tile": f"Tile(x={tile.x}, y={tile.y}, z={tile.z})", "z": tile.z,
-                "x": tile.x, "y": tile.y, "n_nonempty": 900} for s in STATS]  # fmt: skip
+                "x": tile.x, "y": tile.y, "n_nonempty": 900 + seed % 100}
+               for s in STATS]  # fmt: skip
     return {"step": step, "z": tile.z, "x": tile.x, "y": tile.y, "host": "bench",
-            "started_at": "2026-01-01T00:00:00.000+00:00", "status": "ok", "error": None,
-            "path": f"/g/WorldCRS84Quad/{tile.z}/{tile.x}/{tile.y}.tif",
-            "checksum": "0123456789abcdef", "summary": summary if with_summary else [],
-            "n_polygons": 3,
-            "notes": [], "duration_s": 0.001}  # fmt: skip
+            "started_at": datetime.now(UTC).isoformat(timespec="milliseconds"), "status": "ok",
+            "error": None, "path": pngs if step == "webtile" else tif,
+            "checksum": f"{seed:08x}{seed ^ 0x5BD1E995:08x}",
+            "summary": summary if with_summary else [], "n_polygons": 300 + seed % 1000,
+            "notes": [], "duration_s": round(0.05 + v / 1e6, 4)}  # fmt: skip
 
 
 def stub_rasterize(tiles, sources, config):

@@ -26,7 +26,7 @@ from workflow.events import RunRecords
 from workflow.plan import Batch, Plan
 from workflow.progress import RunProgress
 from workflow.resume import Fingerprints
-from workflow.value_ranges import level_ranges
+from workflow.value_ranges import RANGE_COLUMNS, level_ranges
 
 log = logging.getLogger("rasterflow")
 HEARTBEAT_S = 30.0
@@ -171,7 +171,7 @@ class Driver:
             self._start_webtiles(batch.z)
 
     def _start_webtiles(self, z: int) -> None:
-        self.ranges[z] = level_ranges(self.config, z, self.records.level_summary(z))
+        self.ranges[z] = level_ranges(self.config, z, self.records.level_summary(z, RANGE_COLUMNS))
         tiles = self.plan.levels[z]
         size = max(1, len(self.plan.batches[z][0].tiles)) if self.plan.batches[z] else 1
         for start in range(0, len(tiles), size):

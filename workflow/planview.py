@@ -21,7 +21,7 @@ from workflow.config import RasterflowConfig
 from workflow.events import RunRecords
 from workflow.plan import Plan, plan_run, staged_sources
 from workflow.resume import Fingerprints
-from workflow.value_ranges import level_ranges
+from workflow.value_ranges import RANGE_COLUMNS, level_ranges
 
 
 @dataclass
@@ -165,7 +165,7 @@ def rerun_todo(
         retries |= level_retries
         changing = (set(own) - level_retries) | above
         # web tiles: coloured with the level's ranges as the summary gives them now
-        ranges = level_ranges(config, z, records.level_summary(z))
+        ranges = level_ranges(config, z, records.level_summary(z, RANGE_COLUMNS))
         web = fingerprints.todo("webtile", tiles, ranges)
         todo["webtile", z] = {t for t in web if geotiff_path(config, t).exists()} | changing
     return todo, retries

@@ -14,6 +14,9 @@ import pandas as pd
 from rasterize_core.atomic import atomic_write_bytes
 from workflow.config import RasterflowConfig
 
+# The summary columns `level_ranges` reads: callers ask the records for these alone.
+RANGE_COLUMNS = ["stat", "min", "max"]
+
 
 def level_ranges(
     config: RasterflowConfig, z: int, summary: pd.DataFrame
