@@ -90,14 +90,16 @@ def write_geotiff(
     crs_wkt: str,
     band_names: list[str],
     cog: bool = False,
-) -> Path:
-    """Write (bands, h, w) to `path` through a temporary name; return the path."""
+) -> np.ndarray:
+    """Write (bands, h, w) to `path` through a temporary name; return the values as written
+    (in the file's data type), so a summary describes the file, not the float64 input."""
     profile = geotiff_profile(data, bounds, crs_wkt, cog)
+    written = data.astype(profile["dtype"], copy=False)
     with atomic_path(path) as temporary, rasterio.open(temporary, "w", **profile) as dataset:
-        dataset.write(data.astype(profile["dtype"], copy=False))
+        dataset.write(written)
         for index, name in enumerate(band_names, start=1):
             dataset.set_band_description(index, name)
-    return Path(path)
+    return written
 
 
 def read_geotiff(path: str | Path) -> np.ndarray:

@@ -51,24 +51,29 @@ def write_staged(tmp_path):
     return write
 
 
+def write_config(root: Path, **overrides) -> Path:
+    """A PDG config file in `root` with its outputs beside it (staged tiles in root/staged
+    unless overridden); returns its path."""
+    config = {
+        "dir_staged": str(root / "staged"),
+        "dir_geotiff": str(root / "geotiff"),
+        "dir_web_tiles": str(root / "web_tiles"),
+        "filename_rasterization_events": str(root / "events.csv"),
+        "filename_rasters_summary": str(root / "summary.csv"),
+        "tms_id": "WorldCRS84Quad",
+        "statistics": IWP_STATISTICS,
+    } | overrides
+    path = root / "config.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
 @pytest.fixture
 def make_config(tmp_path):
-    """Factory: a PDG config file under tmp_path with outputs beside it; returns its path."""
+    """Factory: `write_config` under tmp_path (or another root)."""
 
     def make(root: Path | None = None, **overrides) -> Path:
-        root = root or tmp_path
-        config = {
-            "dir_staged": str(root / "staged"),
-            "dir_geotiff": str(root / "geotiff"),
-            "dir_web_tiles": str(root / "web_tiles"),
-            "filename_rasterization_events": str(root / "events.csv"),
-            "filename_rasters_summary": str(root / "summary.csv"),
-            "tms_id": "WorldCRS84Quad",
-            "statistics": IWP_STATISTICS,
-        } | overrides
-        path = root / "config.json"
-        path.write_text(json.dumps(config))
-        return path
+        return write_config(root or tmp_path, **overrides)
 
     return make
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import IWP_STATISTICS, REAL_DATA, file_digests, requires_real_data
+from tests.conftest import REAL_DATA, file_digests, requires_real_data, write_config
 from workflow.config import load_config
 from workflow.run import run_workflow
 
@@ -45,21 +45,7 @@ def local_run(tmp_path_factory):
 
 
 def _write_config(root: Path) -> Path:
-    import json
-
-    config = {
-        "dir_staged": str(REAL_DATA),
-        "dir_geotiff": str(root / "geotiff"),
-        "dir_web_tiles": str(root / "web_tiles"),
-        "filename_rasterization_events": str(root / "events.csv"),
-        "filename_rasters_summary": str(root / "summary.csv"),
-        "tms_id": "WorldCRS84Quad",
-        "z_range": Z_RANGE,
-        "statistics": IWP_STATISTICS,
-    }
-    path = root / "config.json"
-    path.write_text(json.dumps(config))
-    return path
+    return write_config(root, dir_staged=str(REAL_DATA), z_range=Z_RANGE)
 
 
 def check_same_outputs(config, reference) -> None:

@@ -137,10 +137,9 @@ def _webtile_tile(tile: Tile, config: RasterflowConfig, ranges: dict) -> dict:
 def _write_and_summarize(config: RasterflowConfig, tile: Tile, bands: np.ndarray) -> dict:
     path = geotiff_path(config, tile)
     bounds = xy_bounds(config.tms_id, tile)
-    geotiff.write_geotiff(
+    written = geotiff.write_geotiff(
         path, bands, bounds, tms_crs_wkt(config.tms_id), config.stat_names, config.cog
-    )
-    written = bands.astype(geotiff.choose_dtype(bands)).astype("float64")
+    ).astype("float64")
     summary = [
         band_summary(stat.name, band, tile, bounds, path)
         for stat, band in zip(config.statistics, written, strict=True)

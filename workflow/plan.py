@@ -49,6 +49,10 @@ class Plan:
     batch_bytes: int = 0  # the limits the z-max batches were cut by
     batch_tiles: int = 0
 
+    def raster_step(self, z: int) -> str:
+        """The step that writes a GeoTIFF at zoom z."""
+        return "rasterize" if z == self.z_max else "parent"
+
     @property
     def n_tiles(self) -> int:
         return sum(len(tiles) for tiles in self.levels.values())

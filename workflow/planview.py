@@ -133,7 +133,7 @@ def plan_report(
     redo, report.retries = rerun_todo(config, plan, records, report.overwrite)
     for z in sorted(plan.levels, reverse=True):
         tiles = plan.levels[z]
-        step = "rasterize" if z == plan.z_max else "parent"
+        step = plan.raster_step(z)
         size = sum(sizes.get(t, 0) for t in tiles) if z == plan.z_max else None
         report.levels.append(LevelPlan(z, step, len(tiles), len(plan.batches[z]), size,
                                        len(redo[step, z]), len(redo["webtile", z])))  # fmt: skip
@@ -155,7 +155,7 @@ def rerun_todo(
     changing: set[Tile] = set()  # raster tiles of the level below whose output may change
     for z in sorted(plan.levels, reverse=True):
         tiles = plan.levels[z]
-        step = "rasterize" if z == plan.z_max else "parent"
+        step = plan.raster_step(z)
         own = fingerprints.todo(step, tiles, None)
         if step == "parent":  # a parent with no child to build it from is not built
             own = {t: fp for t, fp in own.items() if _buildable(config, t, changing)}

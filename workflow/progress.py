@@ -117,7 +117,7 @@ class RunProgress:
     # -- what the driver calls -------------------------------------------------------
     def expect(self, plan) -> None:
         """Totals from the plan: each level's tiles for rasterize (z-max), parent, webtile."""
-        keys = [("rasterize" if z == plan.z_max else "parent", z) for z in plan.levels]
+        keys = [(plan.raster_step(z), z) for z in plan.levels]
         keys += [("webtile", z) for z in plan.levels]
         for step, z in sorted(keys, key=lambda key: (STEP_ORDER[key[0]], -key[1])):
             counter = self._counter(step, z)

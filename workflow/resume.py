@@ -74,13 +74,16 @@ class Fingerprints:
             return digest(self.parts[step], [self._checksum(child) for child in tile.children()])
         return digest(self.parts[step], ranges, self._checksum(tile))
 
+    def _geotiff_row(self, tile: Tile) -> dict | None:
+        """The row of the step that writes this tile's GeoTIFF."""
+        return self.records.event(self.plan.raster_step(tile.z), *tile)
+
     def _checksum(self, tile: Tile) -> str:
-        step = "rasterize" if tile.z == self.plan.z_max else "parent"
-        row = self.records.event(step, *tile)
+        row = self._geotiff_row(tile)
         return row["checksum"] if row and row["status"] == "ok" else "-"
 
     def _rewritten_now(self, tile: Tile) -> bool:
-        row = self.records.event("rasterize" if tile.z == self.plan.z_max else "parent", *tile)
+        row = self._geotiff_row(tile)
         return bool(self.run_id) and row is not None and row["run_id"] == self.run_id
 
     def _done(self, step: str, tile: Tile, fingerprint: str) -> bool:

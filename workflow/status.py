@@ -104,7 +104,7 @@ def status_report(config: RasterflowConfig, slowest: int = 3) -> StatusReport:
         return bool(row) and row["status"] == "ok"
 
     def raster_ok(tile: Tile) -> bool:
-        return ok("rasterize" if tile.z == plan.z_max else "parent", tile)
+        return ok(plan.raster_step(tile.z), tile)
 
     planned = set()
     for step in STEPS:
