@@ -49,7 +49,7 @@ STATS = [
 
 
 def bench_config(root: Path):
-    from workflow.config import parse_config
+    from rasterflow.workflow.config import parse_config
 
     return parse_config({
         "dir_staged": str(root / "staged"), "dir_geotiff": str(root / "geotiff"),
@@ -63,7 +63,7 @@ def bench_config(root: Path):
 def tile_inputs(n: int, root: str, seed: int = 0):
     """`n` z-max tiles in a band 25 times wider than tall, in a shuffled order, with paths
     and sizes as `list_staged` and `source_sizes` give them."""
-    from rasterize_core.tiles import Tile
+    from rasterflow.rasterize_core.tiles import Tile
 
     rows = max(1, math.ceil(math.sqrt(n / 25)))
     cols = math.ceil(n / rows)
@@ -93,7 +93,7 @@ def rss() -> int:
 
 # -- planning, one size per process -----------------------------------------------------------
 def plan_one(n: int, workers: int) -> dict:
-    from workflow.plan import MAX_BATCH_TILES, default_batch_bytes, make_plan
+    from rasterflow.workflow.plan import MAX_BATCH_TILES, default_batch_bytes, make_plan
 
     config = bench_config(Path("/tmp/rasterflow-bench-driver"))
     base = rss()
@@ -164,12 +164,12 @@ def window_run(n: int, batch_tiles: int, window: int, root: Path) -> dict:
     from parsl.dataflow.memoization import BasicMemoizer
     from parsl.executors.threads import ThreadPoolExecutor
 
-    from workflow import apps
-    from workflow.dag import Driver
-    from workflow.events import RunRecords
-    from workflow.plan import make_plan
-    from workflow.progress import RunProgress
-    from workflow.resume import Fingerprints
+    from rasterflow.workflow import tasks as apps
+    from rasterflow.workflow.driver import Driver
+    from rasterflow.workflow.plan import make_plan
+    from rasterflow.workflow.progress import RunProgress
+    from rasterflow.workflow.records import RunRecords
+    from rasterflow.workflow.resume import Fingerprints
 
     config = bench_config(root)
     sources, sizes = tile_inputs(n, str(root / "staged"))
@@ -243,8 +243,8 @@ def task_rate(n: int, root: Path) -> dict:
     import parsl
     from parsl import python_app
 
-    from executors.parsl_configs import parsl_config
-    from executors.sites import load_site
+    from rasterflow.executors.parsl_configs import parsl_config
+    from rasterflow.executors.sites import load_site
 
     site = root / "site.toml"
     root.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ Not a test: it prints a table and writes benchmarks/results/memory.json.
     .venv/bin/python benchmarks/bench_memory.py                 # 1,000 tiles
     .venv/bin/python benchmarks/bench_memory.py --tiles 5000    # longer
 
-One process plays a Parsl worker: it calls the three batch functions of `workflow.apps`
+One process plays a Parsl worker: it calls the three batch functions of `rasterflow.workflow.tasks`
 (the very functions the workers run) in a loop over a synthetic sample of 50 distinct z-max
 tiles, generated once in `--work`: each round rasterizes every tile (in batches), builds
 every parent level above them and renders the web tiles of every level, as a run does. RSS
@@ -36,10 +36,10 @@ sys.path.insert(0, str(ROOT.parent))
 # machine report and their imports stay in the parent process).
 import parsl.executors.high_throughput.process_worker_pool  # noqa: E402, F401
 
-from rasterize_core.tiles import morton_key  # noqa: E402
-from workflow import apps  # noqa: E402
-from workflow.config import load_config  # noqa: E402
-from workflow.plan import list_staged  # noqa: E402
+from rasterflow.rasterize_core.tiles import morton_key  # noqa: E402
+from rasterflow.workflow import tasks as apps  # noqa: E402
+from rasterflow.workflow.config import load_config  # noqa: E402
+from rasterflow.workflow.plan import list_staged  # noqa: E402
 
 RESULTS = ROOT / "results"
 SAMPLE = {"z_range": (9, 13), "tiles": (10, 5), "cells_per_tile": 24, "seed": 17}  # 50 tiles
@@ -48,7 +48,7 @@ BATCH = 10  # z-max tiles per rasterize batch (a real batch holds up to 64)
 
 def prepare(work: Path) -> None:
     """The 50-tile sample (generated once, reused) and a fresh output tree."""
-    from workflow.synthetic import make_sample
+    from rasterflow.workflow.demo.synthetic import make_sample
 
     if not (work / "config.json").exists():
         shutil.rmtree(work, ignore_errors=True)

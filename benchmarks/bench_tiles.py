@@ -44,15 +44,15 @@ import rasterio
 import shapely
 from pyproj import CRS
 
-from rasterize_core import coverage, geotiff, pyramid
-from rasterize_core.read import read_staged_tile
-from rasterize_core.statistics import centroid_pixels, compute_band
-from rasterize_core.tiles import Tile, tms_crs_wkt, xy_bounds
-from workflow import apps
-from workflow.config import RasterflowConfig, parse_config
-from workflow.plan import list_staged
-from workflow.run import run_workflow
-from workflow.synthetic import IWP_STATISTICS
+from rasterflow.rasterize_core import coverage, geotiff, pyramid
+from rasterflow.rasterize_core.read import read_staged_tile
+from rasterflow.rasterize_core.statistics import centroid_pixels, compute_band
+from rasterflow.rasterize_core.tiles import Tile, tms_crs_wkt, xy_bounds
+from rasterflow.workflow import tasks as apps
+from rasterflow.workflow.config import RasterflowConfig, parse_config
+from rasterflow.workflow.demo.synthetic import IWP_STATISTICS
+from rasterflow.workflow.plan import list_staged
+from rasterflow.workflow.run import run_workflow
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {"zmax_over_floor": 1.5, "parent_over_read_write": 2.0, "png_ms": 10.0,
@@ -85,7 +85,7 @@ def prepare_sample(args) -> tuple[RasterflowConfig, str]:
         raw = {"dir_staged": str(Path(args.staged).resolve()), "tms_id": "WorldCRS84Quad",
                "z_range": [args.z_min, 13], "statistics": IWP_STATISTICS}  # fmt: skip
         return with_outputs(raw, work / "iwp"), "iwp"
-    from workflow.synthetic import make_sample
+    from rasterflow.workflow.demo.synthetic import make_sample
 
     cols, rows = args.tiles
     root = work / f"synthetic-{cols}x{rows}-c{args.cells}"

@@ -1,12 +1,13 @@
-"""rasterflow's execution sites: site files → validated models → Parsl configs (DESIGN.md §5)."""
+"""Where a run executes: site files → validated models → Parsl configs; batch schedulers;
+Globus Compute transport. Knows nothing of runs: the engine above calls it."""
 
-from executors.parsl_configs import (
-    allocation_nodes,
+from rasterflow.executors.parsl_configs import (
     in_allocation_config,
     parsl_config,
     worker_init,
 )
-from executors.site_models import (
+from rasterflow.executors.scheduler import allocation_nodes
+from rasterflow.executors.site_models import (
     GlobusComputeSite,
     LocalSite,
     PbsSite,
@@ -14,7 +15,7 @@ from executors.site_models import (
     SlurmSite,
     validate_site,
 )
-from executors.sites import (
+from rasterflow.executors.sites import (
     bundled_sites_dir,
     list_sites,
     load_site,

@@ -10,8 +10,9 @@ be bad later cannot prompt either.
 from __future__ import annotations
 
 import os
+import sys
 
-from rasterize_core.errors import SubmitError
+from rasterflow.rasterize_core.errors import OptionalDependencyMissing, SubmitError
 
 LOGIN_HELP = (
     "log in once on this machine with `globus-compute-endpoint login` (a browser link and a "
@@ -45,7 +46,7 @@ def login_problem() -> str | None:
         import globus_sdk
         from globus_compute_sdk.sdk.compute_dir import get_compute_dir
     except ImportError as exc:
-        raise SubmitError(f"{exc}: pip install 'rasterflow[globus]'") from exc
+        raise OptionalDependencyMissing("globus", "Globus Compute", exc) from exc
     storage = get_compute_dir() / "storage.db"  # get_, not ensure_: creates nothing
     if not storage.is_file():
         return f"no stored login: {storage} does not exist"
@@ -81,3 +82,22 @@ def _globus_app(interactive: bool):
     return UserApp(
         app_name=platform.node(), client_id=client_id or DEFAULT_CLIENT_ID, config=config
     )
+
+
+def require_login() -> None:
+    """Raise `NotLoggedIn` unless a client can be created without asking anyone."""
+    problem = login_problem()
+    if problem:
+        raise NotLoggedIn(problem)
+
+
+def compute_client():
+    """A `globus_compute_sdk.Client` for the submission (after `require_login`)."""
+    require_login()
+    try:
+        from globus_compute_sdk import Client
+    except ImportError as exc:
+        raise OptionalDependencyMissing("globus", "Globus Compute", exc) from exc
+
+    interactive = sys.stdin is not None and sys.stdin.isatty()
+    return Client(app=_globus_app(interactive))

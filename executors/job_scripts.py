@@ -4,7 +4,7 @@
 
 Header lines come from the site file; the body sets `RASTERFLOW_IN_ALLOCATION=1`, releases
 a lock left by an earlier job of the run, then runs `rasterflow run CONFIG --site S` as a
-child that a scheduler's SIGTERM stops cleanly. `executors.jobs` submits the script.
+child that a scheduler's SIGTERM stops cleanly. `rasterflow.executors.jobs` submits the script.
 """
 
 from __future__ import annotations
@@ -15,24 +15,23 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from executors.parsl_configs import worker_init
-from executors.site_models import (
+from rasterflow.executors.parsl_configs import worker_init
+from rasterflow.executors.scheduler import IN_ALLOCATION_ENV
+from rasterflow.executors.site_models import (
     WALLTIME_RE,  # one format: site files and --walltime
     PbsSite,
     SlurmSite,
 )
-from executors.sites import is_site_path, load_site
-from rasterize_core.errors import ConfigError
+from rasterflow.executors.sites import is_site_path, load_site
+from rasterflow.rasterize_core.errors import ConfigError
 
 __all__ = [
-    "IN_ALLOCATION_ENV",
     "JOB_NAME",
     "WALLTIME_RE",
     "JobScript",
     "render_job_script",
 ]
 
-IN_ALLOCATION_ENV = "RASTERFLOW_IN_ALLOCATION"
 JOB_NAME = "rasterflow"
 
 
@@ -58,6 +57,8 @@ class JobScript:
 def render_job_script(
     config_path: str | os.PathLike[str],
     site: str,
+    lock: str | os.PathLike[str],
+    jobs_dir: str | os.PathLike[str],
     nodes: int | None = None,
     walltime: str | None = None,
     cwd: str | os.PathLike[str] | None = None,
@@ -69,16 +70,14 @@ def render_job_script(
     site's `nodes_per_block` and `walltime`. Placeholders are rendered and listed in a comment
     line at the top; `submit_jobs` refuses them. Paths in the script are absolute; the job
     starts in `cwd` (default: here), against which a config's relative paths resolve.
+    `lock` is the run's lock file, `jobs_dir` where scripts and job logs go.
     """
-    from workflow.config import load_config
-
     if walltime is not None and not WALLTIME_RE.match(walltime):
         raise ConfigError("--walltime", [f"expected HH:MM:SS, got {walltime!r}"])
     if nodes is not None and nodes < 1:
         raise ConfigError("--nodes", [f"expected a positive number of nodes, got {nodes}"])
     cwd = Path(cwd or os.getcwd()).resolve()
     config_file = _absolute(Path(config_path), cwd)
-    config = load_config(config_file)
     site_model = load_site(_site_ref(site, cwd))
     if not isinstance(site_model, SlurmSite | PbsSite):
         raise ConfigError(
@@ -88,9 +87,8 @@ def render_job_script(
                 "(`rasterflow job` needs a slurm or pbs site)"
             ],
         )
-    events = _absolute(Path(config.filename_rasterization_events), cwd)
-    jobs_dir = events.parent / ".rasterflow" / "jobs"
-    lock = events.with_name(events.name + ".lock")  # the run's lock (workflow/run.py)
+    jobs_dir = _absolute(Path(jobs_dir), cwd)
+    lock = _absolute(Path(lock), cwd)
     nodes = nodes or site_model.nodes_per_block
     walltime = walltime or site_model.walltime
     scheduler = "slurm" if isinstance(site_model, SlurmSite) else "pbs"
@@ -166,7 +164,7 @@ def _raw_options(text: str) -> list[str]:
 def _body(scheduler, site, site_arg, cwd, config_file, jobs_dir, lock) -> list[str]:
     python = sys.executable
     rasterflow = Path(python).parent / "rasterflow"
-    run = [str(rasterflow)] if rasterflow.is_file() else [python, "-m", "workflow.cli"]
+    run = [str(rasterflow)] if rasterflow.is_file() else [python, "-m", "rasterflow.workflow.cli"]
     run += ["run", str(config_file), "--site", _site_ref(site_arg, cwd)]
     body = [""]
     if scheduler == "pbs":
@@ -182,7 +180,7 @@ def _body(scheduler, site, site_arg, cwd, config_file, jobs_dir, lock) -> list[s
         f"export {IN_ALLOCATION_ENV}=1",
         f"cd {shlex.quote(str(cwd))}",
         # A lock left by an earlier job of this run that has ended (walltime, scancel/qdel).
-        shlex.join([python, "-m", "executors.jobs", "release-stale-lock", str(lock)]),
+        shlex.join([python, "-m", "rasterflow.workflow.lock", "release-stale-lock", str(lock)]),
         *RUN_AND_STOP_CLEANLY.format(run=shlex.join(run)).splitlines(),
     ]
     return body

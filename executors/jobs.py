@@ -17,42 +17,31 @@ more minutes and the next job would stop at once.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shlex
 import shutil
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from executors.job_scripts import IN_ALLOCATION_ENV, JOB_NAME, JobScript
-from executors.parsl_configs import in_allocation_config, parsl_config
-from executors.sites import load_site, require_submittable
-from rasterize_core.errors import ConfigError, RasterflowError, SubmitError
-from workflow.lock import current_job_id
+from rasterflow.executors.job_scripts import JOB_NAME, JobScript
+from rasterflow.executors.parsl_configs import in_allocation_config, parsl_config
+from rasterflow.executors.scheduler import IN_ALLOCATION_ENV, current_job_id, in_allocation
+from rasterflow.executors.sites import load_site, require_submittable
+from rasterflow.rasterize_core.errors import ConfigError, RasterflowError, SubmitError
 
 __all__ = [
     "SubmittedJob",
     "config_for_run",
-    "in_allocation",
-    "release_stale_job_lock",
     "submit_command",
     "submit_jobs",
 ]
 
 
 # --- inside the job: which Parsl config ----------------------------------------------------------
-
-
-def in_allocation() -> bool:
-    """True when this process is the driver of a `rasterflow job` (the job script says so)."""
-    return os.environ.get(IN_ALLOCATION_ENV) == "1"
 
 
 def config_for_run(
@@ -142,109 +131,3 @@ def _job_id(scheduler: str, stdout: str) -> str | None:
 def _failed(command: Sequence[str], reason: str, jobs: list[SubmittedJob]) -> str:
     done = f" (already submitted: {', '.join(j.job_id for j in jobs)})" if jobs else ""
     return f"`{shlex.join(command)}` failed: {reason}{done}"
-
-
-# --- a lock left by an ended job -----------------------------------------------------------------
-
-_SLURM_ENDED = {
-    "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
-    "OUT_OF_MEMORY", "PREEMPTED", "REVOKED", "TIMEOUT",
-}  # fmt: skip
-
-
-def job_ended(job_id: str, timeout: float = 60.0) -> bool | None:
-    """Has this batch job ended? True, False, or None when the scheduler cannot tell.
-
-    A job still completing (Slurm COMPLETING, PBS E) is waited for, up to `timeout` s.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        state = _job_state(job_id)
-        if state != "ending" or time.monotonic() > deadline:
-            return {"ended": True, "alive": False}.get(state)
-        time.sleep(1.0)
-
-
-def _job_state(job_id: str) -> str | None:
-    """'ended', 'ending', 'alive', or None (unknown) for a Slurm or PBS job id."""
-    if os.environ.get("SLURM_JOB_ID"):
-        slurm = True
-    elif os.environ.get("PBS_JOBID"):
-        slurm = False
-    else:  # Slurm ids are numbers (array tasks 12_3); PBS ids name their server (12.pbs01)
-        slurm = re.fullmatch(r"\d+(_\d+)?", job_id) is not None
-    program = "squeue" if slurm else "qstat"
-    if shutil.which(program) is None:
-        return None
-    command = (
-        ["squeue", "-h", "-j", job_id, "-o", "%T"]
-        if slurm
-        else ["qstat", "-x", "-f", "-F", "json", job_id]
-    )
-    try:
-        out = subprocess.run(command, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if slurm:
-        if out.returncode != 0:
-            return "ended" if "invalid job id" in out.stderr.lower() else None
-        state = out.stdout.strip().split()[0] if out.stdout.strip() else ""
-        if not state or state in _SLURM_ENDED:
-            return "ended"  # squeue lists nothing for a job gone from the controller
-        return "ending" if state == "COMPLETING" else "alive"
-    if out.returncode != 0:
-        return "ended" if "unknown job id" in out.stderr.lower() else None
-    try:
-        jobs = json.loads(out.stdout).get("Jobs", {})
-    except ValueError:
-        return None
-    states = {job.get("job_state") for job in jobs.values()}
-    if not states or states <= {"F", "X", "C"}:
-        return "ended"
-    return "ending" if "E" in states else "alive"
-
-
-def release_stale_job_lock(lock_path: str | os.PathLike[str]) -> str | None:
-    """Remove the run's lock if a batch job on another host holds it and has ended.
-
-    Says why, or returns None and leaves the lock to the run's own rule (workflow/lock.py):
-    a lock from this host (stale at once when its pid is gone, and the run that takes it
-    over ends what the dead run left running here), held by no batch job, or by a job still
-    alive or whose state the scheduler cannot tell. A lock from another host would otherwise
-    block the next job of a chain for two minutes (its heartbeat's age).
-    """
-    path = Path(lock_path)
-    try:
-        text = path.read_text()
-        holder = json.loads(text or "{}")
-    except (OSError, ValueError):
-        return None
-    job = str(holder.get("job_id") or "")
-    if not job or holder.get("host") == os.uname().nodename:
-        return None
-    if job != current_job_id() and not job_ended(job):
-        return None
-    try:
-        if path.read_text() != text:  # taken over meanwhile
-            return None
-        path.unlink()
-    except OSError:
-        return None
-    host = holder.get("host")
-    return f"released the lock {path} left by job {job} (host {host}), which has ended"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m executors.jobs release-stale-lock LOCK`: the job script's first step."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 2 or args[0] != "release-stale-lock":
-        print("usage: python -m executors.jobs release-stale-lock LOCK_FILE", file=sys.stderr)
-        return 2
-    note = release_stale_job_lock(args[1])
-    if note:
-        print(f"rasterflow job: {note}", flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

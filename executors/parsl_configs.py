@@ -16,18 +16,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from executors.site_models import (
+from rasterflow.executors.scheduler import allocation_nodes
+from rasterflow.executors.site_models import (
     BatchSite,
     GlobusComputeSite,
     LocalSite,
     Site,
     SlurmSite,
 )
-from executors.sites import require_submittable
-from rasterize_core.errors import ConfigError
+from rasterflow.executors.sites import require_submittable
+from rasterflow.rasterize_core.errors import ConfigError
 
 __all__ = [
-    "allocation_nodes",
     "in_allocation_config",
     "parsl_config",
     "worker_init",
@@ -115,18 +115,6 @@ def in_allocation_config(
     )
     executor = _htex(site, provider, max_workers=_batch_workers(site))
     return _config([executor], run_dir, retries, retry_handler, "simple", site.strategy_period, 0.0)
-
-
-def allocation_nodes() -> int | None:
-    """The node count of the batch job this process runs in, or None outside a job."""
-    for var in ("SLURM_JOB_NUM_NODES", "SLURM_NNODES"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
-    nodefile = os.environ.get("PBS_NODEFILE")
-    if nodefile and Path(nodefile).is_file():
-        hosts = {line.strip() for line in Path(nodefile).read_text().splitlines() if line.strip()}
-        return len(hosts) or None
-    return None
 
 
 def _config(executors, run_dir, retries, retry_handler, strategy, period, max_idletime):
@@ -257,7 +245,7 @@ def _globus_executor(site: GlobusComputeSite):
                 "pip install 'rasterflow[globus]'"
             ],
         ) from exc
-    from executors.globus import require_login
+    from rasterflow.executors.globus_login import require_login
 
     require_login()  # fail with the login hint now, never prompt later
     kwargs: dict[str, Any] = {"endpoint_id": site.endpoint_id}

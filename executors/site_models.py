@@ -3,7 +3,7 @@
 A site file is a TOML table with a `kind` field (`local`, `slurm`, `pbs`, `globus_compute`)
 that picks the model. The models only hold and check values: nothing here imports Parsl or
 contacts a scheduler or the network. `validate_site` turns a parsed table into a model, or
-into a ConfigError with one line per problem, each naming its key path. `executors.sites`
+into a ConfigError with one line per problem, each naming its key path. `rasterflow.executors.sites`
 turns a model into a Parsl `Config`.
 """
 
@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from rasterize_core.errors import ConfigError
+from rasterflow.rasterize_core.errors import ConfigError
 
 KINDS = ("local", "slurm", "pbs", "globus_compute")
 

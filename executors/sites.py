@@ -3,7 +3,7 @@
     site = load_site("local")                  # a bundled name, or a path to a .toml file
     require_submittable(site)                  # before anything that submits: no placeholders
 
-Loading and validating never contact a scheduler or the network; `executors.parsl_configs`
+Loading and validating never contact a scheduler or the network; `parsl_configs`
 turns a site into a Parsl `Config`.
 """
 
@@ -14,8 +14,8 @@ import os
 import tomllib
 from pathlib import Path
 
-from executors.site_models import Site, validate_site
-from rasterize_core.errors import ConfigError
+from rasterflow.executors.site_models import Site, validate_site
+from rasterflow.rasterize_core.errors import ConfigError
 
 __all__ = [
     "bundled_sites_dir",

@@ -12,7 +12,7 @@ import numba
 import numpy as np
 import shapely
 
-from rasterize_core.validity import find_invalid
+from rasterflow.rasterize_core.validity import find_invalid
 
 # Below this a fraction is rounding noise of the accumulation (errors are ~1e-14):
 # dropping it keeps pixels that no polygon touches at exactly 0.0.

@@ -18,7 +18,7 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_bounds
 
-from rasterize_core.atomic import atomic_path
+from rasterflow.rasterize_core.atomic import atomic_path
 
 FLOAT32_EXACT_LIMIT = 2**24
 # Deflate level 2 with one block per band (INTERLEAVE=BAND: a band's values sit together,

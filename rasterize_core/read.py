@@ -18,7 +18,7 @@ import pyogrio
 import shapely
 from pyproj import CRS
 
-from rasterize_core.errors import TileInputError
+from rasterflow.rasterize_core.errors import TileInputError
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from rasterize_core.coverage import coverage_triplets
-from rasterize_core.read import StagedTile
+from rasterflow.rasterize_core.coverage import coverage_triplets
+from rasterflow.rasterize_core.read import StagedTile
 
 COUNT_KEYWORDS = {"centroids_per_pixel": frozenset({"sum", "count"})}
 AREA_KEYWORDS = {

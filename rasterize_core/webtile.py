@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from rasterize_core.atomic import atomic_write_bytes
+from rasterflow.rasterize_core.atomic import atomic_write_bytes
 
 # zlib level for PNGs. Measured on 256x256 RGBA tiles (2-core machine): encoding takes
 # 1.8-5.5 ms at level 1, 1.9-8.1 ms at level 3 and 2.7-28 ms at level 6 (noise is the worst
@@ -108,7 +108,7 @@ def write_png_atomic(
 ) -> bytes:
     """Encode `rgba` and write it to `path` atomically (parents created); return the bytes
     written (callers checksum them without reading the file back). Nothing is written if
-    encoding fails; see `rasterize_core.atomic` for the write."""
+    encoding fails; see `rasterflow.rasterize_core.atomic` for the write."""
     png = encode_png(rgba, compress_level=compress_level)
     atomic_write_bytes(path, png)
     return png

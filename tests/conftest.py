@@ -16,8 +16,8 @@ import pyogrio
 import pytest
 import shapely
 
-from rasterize_core.tiles import Tile, xy_bounds
-from workflow.synthetic import IWP_STATISTICS  # noqa: F401 (tests import it from here)
+from rasterflow.rasterize_core.tiles import Tile, xy_bounds
+from rasterflow.workflow.demo.synthetic import IWP_STATISTICS  # noqa: F401 (tests import it from here)
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pdg-iwp-staged"
 REAL_POLYGONS = 14281

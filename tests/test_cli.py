@@ -8,18 +8,27 @@ import pytest
 import rasterio
 from click.testing import CliRunner
 
-import executors
-import rasterize_core
-import workflow
-from workflow.cli import main
+from rasterflow.workflow.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_installed_packages_are_ours():
-    """`workflow` and `executors` are generic names: the importable ones must be this project's."""
-    for package in (workflow, executors, rasterize_core):
-        assert Path(package.__file__).resolve().parent.parent == ROOT, package.__file__
+def test_one_import_name(tmp_path):
+    """Installed, rasterflow is `rasterflow.*` only: the generic bare names stay free."""
+    code = ("import importlib.util as u, rasterflow, rasterflow.workflow.cli; "
+            "print(rasterflow.__version__, [u.find_spec(n) for n in "
+            "('workflow', 'executors', 'rasterize_core')])")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split(" ", 1)[1].strip() == "[None, None, None]"
+
+
+def test_python_dash_m_is_the_cli(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "rasterflow", "sites"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "local local" in done.stdout
 
 
 @pytest.mark.slow
@@ -46,7 +55,7 @@ def test_demo_writes_outputs_and_says_where(tmp_path):
 def test_run_lists_failed_tiles_and_exits_1(tmp_path, write_staged, make_config):
     import shapely
 
-    from rasterize_core.tiles import Tile, xy_bounds
+    from rasterflow.rasterize_core.tiles import Tile, xy_bounds
 
     good = Tile(13, 1418, 908)
     write_staged(good, [shapely.box(*xy_bounds("WorldCRS84Quad", good)).buffer(-0.001)])

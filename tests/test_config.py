@@ -5,9 +5,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from rasterize_core.errors import ConfigError
-from workflow.cli import main
-from workflow.config import load_config, parse_config
+from rasterflow.rasterize_core.errors import ConfigError
+from rasterflow.workflow.cli import main
+from rasterflow.workflow.config import load_config, parse_config
 
 PDG_CONFIG = {  # as PDG's workflow repository writes them, with keys only staging uses
     "deduplicate_method": None, "deduplicate_clip_to_footprint": False,

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from shapely import MultiPolygon, Polygon
 
-from rasterize_core.coverage import coverage_fraction, coverage_triplets
+from rasterflow.rasterize_core.coverage import coverage_fraction, coverage_triplets
 
 UNIT_4X4 = ((0.0, 0.0, 4.0, 4.0), (4, 4))
 TOL = 1e-9
@@ -387,7 +387,7 @@ def test_real_tile_subset_matches_shapely():
     if not REAL_TILE.exists():
         pytest.skip(f"real data absent: {REAL_TILE}")
     pyogrio = pytest.importorskip("pyogrio")
-    from rasterize_core.tiles import Tile, xy_bounds
+    from rasterflow.rasterize_core.tiles import Tile, xy_bounds
 
     geoms = np.asarray(pyogrio.read_dataframe(REAL_TILE).geometry.values, dtype=object)
     bounds, shape = xy_bounds("WorldCRS84Quad", Tile(13, 1418, 908)), (256, 256)

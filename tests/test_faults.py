@@ -33,18 +33,23 @@ import shapely
 from parsl import python_app
 from parsl.executors.high_throughput.errors import WorkerLost
 
-import workflow.plan
-import workflow.run
-from executors.sites import load_site
-from rasterize_core.errors import ConfigError, RasterflowError, RunLockedError, TileInputError
-from rasterize_core.tiles import Tile, matrix_size, xy_bounds
+import rasterflow.workflow.plan as plan_module
+import rasterflow.workflow.run as run_module
+from rasterflow.executors.sites import load_site
+from rasterflow.rasterize_core.errors import (
+    ConfigError,
+    RasterflowError,
+    RunLockedError,
+    TileInputError,
+)
+from rasterflow.rasterize_core.tiles import Tile, matrix_size, xy_bounds
+from rasterflow.workflow.config import load_config
+from rasterflow.workflow.demo.synthetic import make_sample
+from rasterflow.workflow.lock import STALE_AFTER_S, RunLock, reap_orphans, run_lock
+from rasterflow.workflow.records import RunRecords
+from rasterflow.workflow.run import retry_cost, run_workflow
 from tests.conftest import exact_coverage
 from tests.test_resume import alive, end_processes, processes_under, staged_sample
-from workflow.config import load_config
-from workflow.events import RunRecords
-from workflow.lock import STALE_AFTER_S, RunLock, reap_orphans, run_lock
-from workflow.run import retry_cost, run_workflow
-from workflow.synthetic import make_sample
 
 RASTERFLOW = str(Path(sys.executable).with_name("rasterflow"))
 TMS = "WorldCRS84Quad"
@@ -236,7 +241,7 @@ def test_parsl_retries_transient_errors_only(tmp_path):
     exec(FAIL, namespace)
     fail = namespace["fail"]
     tallies = {kind: tmp_path / f"{kind}.tally" for kind in ("bug", "transient")}
-    with workflow.run._parsl(load_site("local"), tmp_path / "runinfo"):
+    with run_module._parsl(load_site("local"), tmp_path / "runinfo"):
         app = python_app(fail)
         futures = {kind: app(kind, str(path)) for kind, path in tallies.items()}
         errors = {kind: future.exception(timeout=120) for kind, future in futures.items()}
@@ -310,9 +315,9 @@ def test_dead_interchange_fails_the_run_instead_of_hanging(tmp_path):
 
 def run_killing_workers(config, tmp_path, monkeypatch, batch_tiles: int, kills: int):
     """Run the pipeline while a thread SIGKILLs `kills` busy workers; (report, killed pids)."""
-    monkeypatch.setattr(workflow.plan, "MAX_BATCH_TILES", batch_tiles)
+    monkeypatch.setattr(plan_module, "MAX_BATCH_TILES", batch_tiles)
     monkeypatch.setattr(
-        workflow.run, "config_for_run", quick_heartbeat(workflow.run.config_for_run)
+        run_module, "config_for_run", quick_heartbeat(run_module.config_for_run)
     )
     killed: list[int] = []
     killer = threading.Thread(target=kill_busy_worker, args=(tmp_path, killed, kills), daemon=True)

@@ -26,12 +26,13 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 
-from executors import globus
-from executors.globus import remote_run, serializer, submission_arguments
-from executors.globus_login import NotLoggedIn, login_problem
-from rasterize_core.errors import ConfigError
-from workflow.cli import main
-from workflow.synthetic import make_sample
+from rasterflow.executors import globus, globus_login
+from rasterflow.executors.globus import serializer
+from rasterflow.executors.globus_login import NotLoggedIn, login_problem
+from rasterflow.rasterize_core.errors import ConfigError
+from rasterflow.workflow.cli import main
+from rasterflow.workflow.demo.synthetic import make_sample
+from rasterflow.workflow.submit import remote_run, submission_arguments
 
 pytest.importorskip("globus_compute_sdk", reason="the `globus` extra is not installed")
 pytest.importorskip("globus_compute_endpoint", reason="the `globus` extra is not installed")
@@ -194,7 +195,7 @@ def test_function_travels_by_reference_and_arguments_as_json(make_config):
     (code,) = ser.unpack_buffers(function_code)
     assert code.startswith("01\n")  # DillCode
     pickled = base64.b64decode(code[3:])
-    assert b"executors.globus" in pickled and b"remote_run" in pickled
+    assert b"rasterflow.workflow.submit" in pickled and b"remote_run" in pickled
     assert len(pickled) < 200  # a reference, not the function's code
     args, kwargs = ser.unpack_buffers(payload)
     assert args == "11\n[]" and kwargs.startswith("11\n")  # JSONData
@@ -214,7 +215,7 @@ def test_a_fresh_interpreter_deserializes_the_task(roundtrip, tmp_path):
     out = subprocess.run([sys.executable, "-c", script, str(task)], capture_output=True,
                          text=True, timeout=120, check=True, cwd=tmp_path)  # fmt: skip
     name, data = out.stdout.strip().split(" ", 1)
-    assert name == globus.REMOTE_FUNCTION
+    assert name == "rasterflow.workflow.submit.remote_run"
     assert json.loads(data) == [[], roundtrip.arguments]
 
 
@@ -466,7 +467,7 @@ def test_login_problem_without_storage_creates_nothing(no_login):
     assert "does not exist" in login_problem()
     assert not no_login.exists()
     with pytest.raises(NotLoggedIn, match="globus-compute-endpoint login"):
-        globus.compute_client()
+        globus_login.compute_client()
 
 
 def test_login_problem_with_client_variables(no_login, monkeypatch):
@@ -511,6 +512,6 @@ def test_the_non_interactive_app_raises_instead_of_prompting(no_login, monkeypat
 
     monkeypatch.setattr("builtins.input", no_input)
     store_tokens(expires_in=-3600, refresh=False)
-    app = globus._globus_app(interactive=False)
+    app = globus_login._globus_app(interactive=False)
     with pytest.raises(NotLoggedIn, match="no terminal"):
         app.login(force=True)

@@ -23,7 +23,7 @@ import rasterio
 import shapely
 from pyproj import CRS, Geod, Proj, Transformer
 
-from rasterize_core.tiles import (
+from rasterflow.rasterize_core.tiles import (
     Tile,
     edge_shift_px,
     get_tms,
@@ -33,16 +33,16 @@ from rasterize_core.tiles import (
     tiles_touching,
     xy_bounds,
 )
-from tests.test_pipeline import check_against_geometry, tiffs_by_level, tile_of
-from workflow.config import load_config
-from workflow.run import run_workflow
-from workflow.synthetic import (
+from rasterflow.workflow.config import load_config
+from rasterflow.workflow.demo.synthetic import (
     grid_bounds,
     ice_wedge_polygons,
     make_sample,
     polygons_to_tms,
     stage_sample,
 )
+from rasterflow.workflow.run import run_workflow
+from tests.test_pipeline import check_against_geometry, tiffs_by_level, tile_of
 
 GRIDS = ["WorldCRS84Quad", "WGS1984Quad", "WebMercatorQuad", "UPSArcticWGS84Quad"]
 AREA_STAT = {"name": "iwp_area", "weight_by": "area", "property": "area_within_pixel",

@@ -17,16 +17,16 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from rasterize_core.tiles import Tile
-from workflow.cli import main
-from workflow.config import load_config
-from workflow.events import RunRecords
-from workflow.plan import Plan
-from workflow.planview import plan_report
-from workflow.progress import RunProgress, format_duration
-from workflow.run import run_workflow
-from workflow.status import status_report
-from workflow.synthetic import make_sample
+from rasterflow.rasterize_core.tiles import Tile
+from rasterflow.workflow.cli import main
+from rasterflow.workflow.config import load_config
+from rasterflow.workflow.demo.synthetic import make_sample
+from rasterflow.workflow.plan import Plan
+from rasterflow.workflow.progress import RunProgress, format_duration
+from rasterflow.workflow.records import RunRecords
+from rasterflow.workflow.report.plan import plan_report
+from rasterflow.workflow.report.status import status_report
+from rasterflow.workflow.run import run_workflow
 
 pytestmark = pytest.mark.slow
 BAD_TILES = {Tile(13, 1421, 907): b"", Tile(13, 1421, 908): b"not a geopackage"}
@@ -233,7 +233,7 @@ def small_plan() -> Plan:
 
 def test_progress_log_lines_are_few_and_honest(log_lines, monkeypatch):
     clock = [1000.0]
-    monkeypatch.setattr("workflow.progress.time.time", lambda: clock[0])
+    monkeypatch.setattr("rasterflow.workflow.progress.time.time", lambda: clock[0])
     with RunProgress(live=False, every_s=10) as progress:
         progress.expect(small_plan())
         progress.add_total("rasterize", 3, 8)

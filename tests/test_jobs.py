@@ -26,18 +26,15 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from executors.job_scripts import IN_ALLOCATION_ENV, render_job_script
-from executors.jobs import (
-    config_for_run,
-    release_stale_job_lock,
-    submit_command,
-    submit_jobs,
-)
-from executors.sites import bundled_sites_dir, load_site
-from rasterize_core.errors import ConfigError, RasterflowError, SubmitError
+from rasterflow.executors.jobs import config_for_run, submit_command, submit_jobs
+from rasterflow.executors.scheduler import IN_ALLOCATION_ENV
+from rasterflow.executors.sites import bundled_sites_dir, load_site
+from rasterflow.rasterize_core.errors import ConfigError, RasterflowError, SubmitError
+from rasterflow.workflow.cli import main
+from rasterflow.workflow.config import load_config
+from rasterflow.workflow.lock import release_stale_job_lock
+from rasterflow.workflow.submit import job_script
 from tests.conftest import IWP_STATISTICS, REAL_DATA, file_digests, requires_real_data
-from workflow.cli import main
-from workflow.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -72,7 +69,7 @@ def body(lock: Path, config: Path, site: str) -> list[str]:
     ], [
         f"export {IN_ALLOCATION_ENV}=1",
         f"cd {config.parent}",
-        f"{PYTHON} -m executors.jobs release-stale-lock {lock}",
+        f"{PYTHON} -m rasterflow.workflow.lock release-stale-lock {lock}",
         *run_lines(f"{RASTERFLOW} run {config} --site {site}"),
     ]
 
@@ -97,7 +94,7 @@ def run_lines(command: str) -> list[str]:
 
 def test_rendered_slurm_script(tmp_path):
     config = config_file(tmp_path)
-    script = render_job_script(config, "slurm-example", cwd=tmp_path)
+    script = job_script(config, "slurm-example", cwd=tmp_path)
     jobs = tmp_path / "out" / ".rasterflow" / "jobs"
     comment, run = body(tmp_path / "out" / "events.csv.lock", config, "slurm-example")
     assert script.scheduler == "slurm" and script.jobs_dir == jobs
@@ -128,7 +125,7 @@ def test_rendered_slurm_script(tmp_path):
 
 def test_rendered_pbs_script(tmp_path):
     config = config_file(tmp_path)
-    script = render_job_script(config, "pbs-example", cwd=tmp_path)
+    script = job_script(config, "pbs-example", cwd=tmp_path)
     jobs = tmp_path / "out" / ".rasterflow" / "jobs"
     comment, run = body(tmp_path / "out" / "events.csv.lock", config, "pbs-example")
     assert script.scheduler == "pbs"
@@ -159,7 +156,7 @@ def test_rendered_pbs_script(tmp_path):
 
 def test_the_ci_site_renders_without_placeholders(tmp_path):
     config = config_file(tmp_path)
-    script = render_job_script(config, "slurm-ci", cwd=tmp_path)
+    script = job_script(config, "slurm-ci", cwd=tmp_path)
     lines = script.text.splitlines()
     assert not script.placeholders and not any("NOT SUBMITTABLE" in line for line in lines)
     header = [line for line in lines if line.startswith("#SBATCH")]
@@ -179,14 +176,14 @@ def test_the_ci_site_renders_without_placeholders(tmp_path):
 
 def test_nodes_and_walltime_override_the_site(tmp_path):
     config = config_file(tmp_path)
-    slurm = render_job_script(config, "slurm-ci", nodes=4, walltime="47:30:00", cwd=tmp_path)
+    slurm = job_script(config, "slurm-ci", nodes=4, walltime="47:30:00", cwd=tmp_path)
     assert "#SBATCH --nodes=4" in slurm.text.splitlines()
     assert "#SBATCH --time=47:30:00" in slurm.text.splitlines()
-    pbs = render_job_script(config, "pbs-example", nodes=3, walltime="00:05:00", cwd=tmp_path)
+    pbs = job_script(config, "pbs-example", nodes=3, walltime="00:05:00", cwd=tmp_path)
     assert "#PBS -l select=3:ncpus=32:ngpus=4" in pbs.text.splitlines()
     assert "#PBS -l walltime=00:05:00" in pbs.text.splitlines()
     with pytest.raises(ConfigError, match="HH:MM:SS"):
-        render_job_script(config, "slurm-ci", walltime="2h", cwd=tmp_path)
+        job_script(config, "slurm-ci", walltime="2h", cwd=tmp_path)
 
 
 def test_a_site_file_and_a_relative_config_become_absolute(tmp_path, monkeypatch):
@@ -195,7 +192,7 @@ def test_a_site_file_and_a_relative_config_become_absolute(tmp_path, monkeypatch
     site.parent.mkdir()
     shutil.copy(SITES / "slurm-ci.toml", site)
     monkeypatch.chdir(tmp_path)
-    script = render_job_script("config.json", "sites/mine.toml")
+    script = job_script("config.json", "sites/mine.toml")
     lines = script.text.splitlines()
     assert lines[-8] == f"{RASTERFLOW} run {tmp_path}/config.json --site {site} &"
     assert f"#SBATCH --output={tmp_path}/abs/.rasterflow/jobs/%j.log" in lines
@@ -205,12 +202,12 @@ def test_a_site_file_and_a_relative_config_become_absolute(tmp_path, monkeypatch
 def test_only_batch_sites_and_valid_configs_render(tmp_path):
     config = config_file(tmp_path)
     with pytest.raises(ConfigError, match="'local' site cannot run as a batch job"):
-        render_job_script(config, "local", cwd=tmp_path)
+        job_script(config, "local", cwd=tmp_path)
     with pytest.raises(ConfigError, match="globus_compute"):
-        render_job_script(config, "globus-compute-example", cwd=tmp_path)
+        job_script(config, "globus-compute-example", cwd=tmp_path)
     bad = config_file(tmp_path / "bad", z_rnage=[1, 2])
     with pytest.raises(ConfigError, match="z_rnage"):
-        render_job_script(bad, "slurm-ci", cwd=tmp_path)
+        job_script(bad, "slurm-ci", cwd=tmp_path)
 
 
 # --- the command line -----------------------------------------------------------------------------
@@ -223,7 +220,7 @@ def test_dry_run_prints_the_script_and_submits_nothing(tmp_path, monkeypatch):
         main, ["job", str(config), "--site", "slurm-example", "--dry-run", "--chain", "3"]
     )
     assert result.exit_code == 0, result.output
-    expected = render_job_script(config, "slurm-example", cwd=tmp_path).text
+    expected = job_script(config, "slurm-example", cwd=tmp_path).text
     assert result.stdout == expected
     assert "NOT SUBMITTABLE" in result.stdout
     assert "dry run: nothing submitted" in result.stderr
@@ -293,9 +290,9 @@ class FakeScheduler:
     ],
 )  # fmt: skip
 def test_a_chain_waits_for_each_previous_job(tmp_path, monkeypatch, site, outputs, ids, dependency):
-    monkeypatch.setattr("executors.jobs.shutil.which", lambda program: f"/usr/bin/{program}")
+    monkeypatch.setattr("rasterflow.executors.jobs.shutil.which", lambda name: f"/usr/bin/{name}")
     site = str(pbs_site(tmp_path)) if site == "pbs" else site
-    script = render_job_script(config_file(tmp_path), site, cwd=tmp_path)
+    script = job_script(config_file(tmp_path), site, cwd=tmp_path)
     fake = FakeScheduler(outputs)
     jobs = submit_jobs(script, chain=3, run=fake)
     assert [job.job_id for job in jobs] == ids
@@ -317,8 +314,8 @@ def test_a_chain_waits_for_each_previous_job(tmp_path, monkeypatch, site, output
 
 
 def test_a_failed_submission_names_what_was_already_submitted(tmp_path, monkeypatch):
-    monkeypatch.setattr("executors.jobs.shutil.which", lambda program: f"/usr/bin/{program}")
-    script = render_job_script(config_file(tmp_path), "slurm-ci", cwd=tmp_path)
+    monkeypatch.setattr("rasterflow.executors.jobs.shutil.which", lambda name: f"/usr/bin/{name}")
+    script = job_script(config_file(tmp_path), "slurm-ci", cwd=tmp_path)
 
     class SecondFails(FakeScheduler):
         def __call__(self, command, **kwargs):
@@ -334,10 +331,10 @@ def test_a_failed_submission_names_what_was_already_submitted(tmp_path, monkeypa
 def test_placeholders_and_a_missing_scheduler_are_refused(tmp_path, monkeypatch):
     config = config_file(tmp_path)
     with pytest.raises(ConfigError, match="replace the placeholder"):
-        submit_jobs(render_job_script(config, "slurm-example", cwd=tmp_path))
+        submit_jobs(job_script(config, "slurm-example", cwd=tmp_path))
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(SubmitError, match="sbatch not found on PATH"):
-        submit_jobs(render_job_script(config, "slurm-ci", cwd=tmp_path))
+        submit_jobs(job_script(config, "slurm-ci", cwd=tmp_path))
 
 
 # --- inside the job: the in-allocation config -----------------------------------------------------
@@ -369,12 +366,6 @@ def test_config_for_run_picks_the_shape(tmp_path, monkeypatch):
     assert isinstance(provider, LocalProvider) and isinstance(provider.launcher, MpiExecLauncher)
     with pytest.raises(ConfigError, match="cannot run inside a batch job"):
         config_for_run(load_site("local"), tmp_path)
-
-
-def test_run_workflow_builds_its_config_through_config_for_run():
-    from workflow import run
-
-    assert run.config_for_run is config_for_run
 
 
 # --- the lock an ended job leaves behind ----------------------------------------------------------
@@ -412,10 +403,10 @@ def test_a_lock_of_this_very_job_is_released(tmp_path, monkeypatch):
 def test_the_lock_helper_runs_as_a_module(tmp_path):
     lock = write_lock(tmp_path / "events.csv.lock", None)
     env = {k: v for k, v in os.environ.items() if k not in ("SLURM_JOB_ID", "PBS_JOBID")}
-    done = subprocess.run([PYTHON, "-m", "executors.jobs", "release-stale-lock", str(lock)],
-                          env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    command = [PYTHON, "-m", "rasterflow.workflow.lock", "release-stale-lock", str(lock)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and lock.exists()
-    usage = subprocess.run([PYTHON, "-m", "executors.jobs"], capture_output=True, text=True)
+    usage = subprocess.run(command[:3], capture_output=True, text=True)
     assert usage.returncode == 2 and "release-stale-lock" in usage.stderr
 
 
@@ -673,7 +664,7 @@ def wait_for_pbs(job_ids: list[str], timeout: float = 180.0) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def synthetic_reference(tmp_path_factory):
-    from workflow.synthetic import make_sample
+    from rasterflow.workflow.demo.synthetic import make_sample
 
     root = tmp_path_factory.mktemp("synthetic-reference")
     sample = make_sample(root, z_range=(11, 13), tiles=(2, 2))
@@ -681,7 +672,7 @@ def synthetic_reference(tmp_path_factory):
 
 
 def synthetic_sample(root: Path) -> Path:
-    from workflow.synthetic import make_sample
+    from rasterflow.workflow.demo.synthetic import make_sample
 
     return make_sample(root, z_range=(11, 13), tiles=(2, 2)).config_path
 

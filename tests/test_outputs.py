@@ -22,16 +22,18 @@ import rasterio
 from PIL import Image
 from rasterio.windows import from_bounds
 
-from rasterize_core.geotiff import write_geotiff
-from rasterize_core.tiles import Tile, get_tms, tms_crs_wkt, xy_bounds
-from workflow.apps import webtile_path
-from workflow.config import load_config, parse_config
-from workflow.quicklook import quicklook_path, write_quicklooks
-from workflow.run import run_workflow
-from workflow.synthetic import make_sample
-from workflow.view import write_products, write_run_products
-from workflow.view_data import existing_tiles
-from workflow.wmts import NS, WMTS_NAME, capabilities, crs_urn, write_wmts
+from rasterflow.rasterize_core.errors import RasterflowError
+from rasterflow.rasterize_core.geotiff import write_geotiff
+from rasterflow.rasterize_core.tiles import Tile, get_tms, tms_crs_wkt, xy_bounds
+from rasterflow.workflow.config import load_config, parse_config
+from rasterflow.workflow.demo.synthetic import make_sample
+from rasterflow.workflow.layout import WMTS_NAME, quicklook_path, webtile_path
+from rasterflow.workflow.products import publish
+from rasterflow.workflow.products.quicklook import write_quicklooks
+from rasterflow.workflow.products.viewer import write_products
+from rasterflow.workflow.products.viewer_data import existing_tiles
+from rasterflow.workflow.products.wmts import NS, capabilities, crs_urn, write_wmts
+from rasterflow.workflow.run import RunReport, run_workflow
 
 cogeo = pytest.importorskip("rio_cogeo.cogeo", reason="rio-cogeo validates COGs (test extra)")
 
@@ -257,7 +259,7 @@ def test_quicklook_shrinks_and_leaves_gaps_transparent(tmp_path):
 
 # -- all products -------------------------------------------------------------------------------
 def test_run_products_sit_beside_the_tiles(cog_run):
-    paths = write_run_products(cog_run, {})
+    paths = write_products(cog_run, {})
     names = {p.name for p in paths}
     assert {"viewer.html", WMTS_NAME} <= names
     web = Path(cog_run.dir_web_tiles)
@@ -267,8 +269,14 @@ def test_run_products_sit_beside_the_tiles(cog_run):
         assert all(re.fullmatch(r"\d+/\d+/\d+\.png", "/".join(p.parts[-3:])) for p in files)
 
 
-def test_run_products_never_fail_a_run(tmp_path):
-    config = parse_config({"dir_web_tiles": str(tmp_path / "nothing")})
-    assert write_run_products(config, {}) == []
-    with pytest.raises(Exception, match="no web tiles"):
+def test_products_never_fail_a_run(tmp_path):
+    """Nothing to publish (no web tiles, no GeoTIFF for STAC): notes, not a traceback."""
+    config = parse_config({"dir_web_tiles": str(tmp_path / "nothing"),
+                           "dir_geotiff": str(tmp_path / "none"), "stac": True})  # fmt: skip
+    report = RunReport("r", tmp_path, tmp_path, tmp_path / "events.csv", 0.0)
+    publish(config, report)
+    assert [note.split(" not written: ")[0] for note in report.notes] == [
+        "viewer, WMTS and quick-looks", "STAC catalog"]  # fmt: skip
+    assert "no web tiles" in report.notes[0] and "no GeoTIFFs" in report.notes[1]
+    with pytest.raises(RasterflowError, match="no web tiles"):
         write_products(config)

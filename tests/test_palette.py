@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from coloraide import Color
 
-from rasterize_core.palette import (
+from rasterflow.rasterize_core.palette import (
     build_lut,
     is_valid_palette,
     known_colormaps,

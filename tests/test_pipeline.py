@@ -22,7 +22,10 @@ import rasterio
 import shapely
 from PIL import Image
 
-from rasterize_core.tiles import Tile, xy_bounds
+from rasterflow.rasterize_core.tiles import Tile, xy_bounds
+from rasterflow.workflow.config import load_config
+from rasterflow.workflow.demo.synthetic import make_sample
+from rasterflow.workflow.run import run_workflow
 from tests.conftest import (
     IWP_STATISTICS,
     REAL_DATA,
@@ -30,9 +33,6 @@ from tests.conftest import (
     exact_coverage,
     requires_real_data,
 )
-from workflow.config import load_config
-from workflow.run import run_workflow
-from workflow.synthetic import make_sample
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from rasterize_core.pyramid import build_parent, mosaic, reduce_band
+from rasterflow.rasterize_core.pyramid import build_parent, mosaic, reduce_band
 
 REFERENCE = {  # one 2x2 block's four values -> the parent pixel, written out by hand
     "sum": lambda v: sum(v),

@@ -7,9 +7,9 @@ import pytest
 import shapely
 from pyproj import CRS
 
-from rasterize_core.errors import TileInputError
-from rasterize_core.read import StagedColumns, read_staged_tile
-from rasterize_core.tiles import Tile
+from rasterflow.rasterize_core.errors import TileInputError
+from rasterflow.rasterize_core.read import StagedColumns, read_staged_tile
+from rasterflow.rasterize_core.tiles import Tile
 
 CRS84 = CRS.from_user_input("OGC:CRS84")
 TILE = Tile(13, 1418, 908)

@@ -26,18 +26,19 @@ import pyogrio
 import pytest
 from click.testing import CliRunner
 
-from rasterize_core.tiles import Tile
-from workflow.apps import geotiff_path
-from workflow.cli import main
-from workflow.config import load_config
-from workflow.run import run_workflow
-from workflow.synthetic import make_sample
+from rasterflow.rasterize_core.tiles import Tile
+from rasterflow.workflow.cli import main
+from rasterflow.workflow.config import load_config
+from rasterflow.workflow.demo.synthetic import make_sample
+from rasterflow.workflow.layout import geotiff_path
+from rasterflow.workflow.run import run_workflow
 
 pytestmark = pytest.mark.slow
 
 SAMPLE = {"z_range": (11, 13), "tiles": (3, 2), "cells_per_tile": 10, "seed": 3}
 # A real driver, with one tile per batch so that rows trickle in and a kill lands mid-run.
-DRIVER = "import workflow.plan as p; p.MAX_BATCH_TILES = 1; from workflow.cli import main; main()"
+DRIVER = ("import rasterflow.workflow.plan as p; p.MAX_BATCH_TILES = 1; "
+          "from rasterflow.workflow.cli import main; main()")
 RASTERFLOW = str(Path(sys.executable).with_name("rasterflow"))
 
 

@@ -15,7 +15,7 @@ from unittest import mock
 import pytest
 from pydantic import ValidationError
 
-from executors import (
+from rasterflow.executors import (
     in_allocation_config,
     list_sites,
     load_site,
@@ -24,8 +24,8 @@ from executors import (
     validate_site,
     worker_init,
 )
-from executors.sites import bundled_sites_dir
-from rasterize_core.errors import ConfigError
+from rasterflow.executors.sites import bundled_sites_dir
+from rasterflow.rasterize_core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = str(Path(sys.executable).parent)
@@ -446,7 +446,7 @@ def test_globus_config_builds_parsls_executor(tmp_path, monkeypatch):
     gcs = pytest.importorskip("globus_compute_sdk")
     from parsl.executors import GlobusComputeExecutor
 
-    monkeypatch.setattr("executors.globus.login_problem", lambda: None)
+    monkeypatch.setattr("rasterflow.executors.globus_login.login_problem", lambda: None)
 
     made = []
 
@@ -535,7 +535,7 @@ def test_in_allocation_driver_inside_a_slurm_job(slurm_cluster, tmp_path):
         """
         import os, sys, parsl
         from parsl import python_app
-        from executors import in_allocation_config, load_site
+        from rasterflow.executors import in_allocation_config, load_site
 
         @python_app
         def where():

@@ -23,9 +23,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from rasterflow.workflow.config import load_config
+from rasterflow.workflow.run import run_workflow
 from tests.conftest import REAL_DATA, file_digests, requires_real_data, write_config
-from workflow.config import load_config
-from workflow.run import run_workflow
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm, pytest.mark.real_data, requires_real_data()]
 

@@ -19,12 +19,12 @@ import shapely
 from pyproj import Transformer
 from pystac.validation import JsonSchemaSTACValidator, RegisteredValidator, validate_all_dict
 
-from rasterize_core.tiles import Tile, get_tms, xy_bounds
-from workflow.config import load_config
-from workflow.run import run_workflow
-from workflow.stac import WEB_MAP_LINKS, write_stac
-from workflow.stac_items import footprint
-from workflow.synthetic import make_sample
+from rasterflow.rasterize_core.tiles import Tile, get_tms, xy_bounds
+from rasterflow.workflow.config import load_config
+from rasterflow.workflow.demo.synthetic import make_sample
+from rasterflow.workflow.products.stac import WEB_MAP_LINKS, write_stac
+from rasterflow.workflow.products.stac_items import footprint
+from rasterflow.workflow.run import run_workflow
 
 SCHEMAS = Path(__file__).parent / "data" / "stac-schemas"
 WMTS = """<?xml version="1.0" encoding="UTF-8"?>

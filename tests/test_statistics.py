@@ -7,8 +7,8 @@ import shapely
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from rasterize_core.read import StagedTile
-from rasterize_core.statistics import Grid, StatSpec, compute_bands
+from rasterflow.rasterize_core.read import StagedTile
+from rasterflow.rasterize_core.statistics import Grid, StatSpec, compute_bands
 from tests.conftest import exact_coverage, pixel_boxes
 
 GRID = Grid((10.0, 20.0, 10.8, 20.4), (4, 8))  # 0.1 x 0.1 pixels

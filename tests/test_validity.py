@@ -5,7 +5,7 @@ import shapely
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from rasterize_core.validity import find_invalid
+from rasterflow.rasterize_core.validity import find_invalid
 
 coordinate = st.floats(-1.0, 1.0, allow_nan=False).map(lambda v: round(v, 3))
 

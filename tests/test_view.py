@@ -21,20 +21,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rasterize_core.tiles import Tile, xy_bounds
-from workflow.apps import webtile_path
-from workflow.config import load_config, parse_config
-from workflow.run import run_workflow
-from workflow.synthetic import make_sample
-from workflow.view import (
-    VIEWER_NAME,
+from rasterflow.rasterize_core.tiles import Tile, xy_bounds
+from rasterflow.workflow.config import load_config, parse_config
+from rasterflow.workflow.demo.synthetic import make_sample
+from rasterflow.workflow.layout import VIEWER_NAME, webtile_path
+from rasterflow.workflow.products.viewer import (
     ViewerError,
     map_grid,
     page_data,
     tile_url_template,
     write_viewer,
 )
-from workflow.view_data import existing_tiles
+from rasterflow.workflow.products.viewer_data import existing_tiles
+from rasterflow.workflow.run import run_workflow
 
 BACKGROUND = (0xF4, 0xF3, 0xEF)  # #map background in workflow/static/viewer.css
 WINDOW = (1000, 700)
@@ -334,7 +333,7 @@ def test_browser_legend_shows_palette_and_range_per_level(demo, tmp_path):
 
 
 def _lonlat_box(config, z, tiles):
-    from workflow.view_data import lonlat_bounds
+    from rasterflow.workflow.products.viewer_data import lonlat_bounds
 
     boxes = [lonlat_bounds(config, Tile(z, x, y)) for x, y in tiles]
     return (min(b[0] for b in boxes), min(b[1] for b in boxes),
@@ -342,7 +341,7 @@ def _lonlat_box(config, z, tiles):
 
 
 def test_page_data_marks_levels_too_big_for_outlines(demo, monkeypatch):
-    import workflow.view as view
+    import rasterflow.workflow.products.viewer as view
 
     monkeypatch.setattr(view, "OUTLINES_PER_LEVEL", 2)
     data = page_data(demo, {}, existing_tiles(demo))

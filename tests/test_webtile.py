@@ -12,10 +12,15 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from rasterize_core import atomic, webtile
-from rasterize_core.atomic import atomic_path, atomic_write_bytes, is_temp_file, temp_path_for
-from rasterize_core.palette import build_lut
-from rasterize_core.webtile import colorize, encode_png, write_png_atomic
+from rasterflow.rasterize_core import atomic, webtile
+from rasterflow.rasterize_core.atomic import (
+    atomic_path,
+    atomic_write_bytes,
+    is_temp_file,
+    temp_path_for,
+)
+from rasterflow.rasterize_core.palette import build_lut
+from rasterflow.rasterize_core.webtile import colorize, encode_png, write_png_atomic
 
 NODATA = (1, 2, 3, 4)
 BW = ["#000000", "#ffffff"]

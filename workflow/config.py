@@ -16,16 +16,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rasterize_core import palette as palettes
-from rasterize_core.errors import ConfigError
-from rasterize_core.pyramid import INTERPOLATING, RESAMPLING_METHODS
-from rasterize_core.statistics import (
+from rasterflow.rasterize_core import palette as palettes
+from rasterflow.rasterize_core.errors import ConfigError
+from rasterflow.rasterize_core.pyramid import INTERPOLATING, RESAMPLING_METHODS
+from rasterflow.rasterize_core.statistics import (
     AREA_AGGREGATIONS,
     AREA_KEYWORDS,
     COUNT_AGGREGATIONS,
     COUNT_KEYWORDS,
 )
-from rasterize_core.tiles import available_tms, get_tms, grid_problem
+from rasterflow.rasterize_core.tiles import available_tms, get_tms, grid_problem
 
 # Keys that PDG's staging, 3D-tiles and workflow tools read: accepted, unused here.
 IGNORED_KEYS = frozenset(

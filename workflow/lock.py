@@ -16,21 +16,23 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import psutil
 
-from rasterize_core.atomic import atomic_write_bytes
-from rasterize_core.errors import RunLockedError
+from rasterflow.executors.scheduler import current_job_id, job_ended
+from rasterflow.rasterize_core.atomic import atomic_write_bytes
+from rasterflow.rasterize_core.errors import RunLockedError
 
+#: A lock from another host is stale once its heartbeat is this old; the driver beats
+#: every HEARTBEAT_S, so a live run is never taken for dead.
 STALE_AFTER_S = 120.0
-
-
-def current_job_id() -> str | None:
-    """The Slurm or PBS job this process runs in, or None outside a batch job."""
-    return os.environ.get("SLURM_JOB_ID") or os.environ.get("PBS_JOBID") or None
+HEARTBEAT_S = 30.0
+USAGE = "usage: python -m rasterflow.workflow.lock release-stale-lock LOCK_FILE"
 
 
 def lock_record() -> dict:
@@ -86,6 +88,10 @@ class RunLock:
         if holder.get("host") == os.uname().nodename:
             self.reaped = reap_orphans(holder)
         atomic_write_bytes(self.path, data)
+        mine = json.loads(data)
+        taken = self.holder()
+        if (taken.get("host"), taken.get("pid")) != (mine["host"], mine["pid"]):
+            raise RunLockedError(f"another rasterflow run took over the stale lock {self.path}")
 
     def holder(self) -> dict:
         try:
@@ -144,3 +150,43 @@ def run_lock(path: Path):
         yield lock
     finally:
         lock.release()
+
+
+def release_stale_job_lock(lock_path: str | os.PathLike[str]) -> str | None:
+    """Remove the run's lock if a batch job on another host holds it and has ended.
+
+    Says why, or returns None and leaves the lock to the run's own rule (workflow/lock.py):
+    a lock from this host (stale at once when its pid is gone, and the run that takes it
+    over ends what the dead run left running here), held by no batch job, or by a job still
+    alive or whose state the scheduler cannot tell. A lock from another host would otherwise
+    block the next job of a chain for two minutes (its heartbeat's age).
+    """
+    lock = RunLock(Path(lock_path))
+    holder = lock.holder()
+    job = str(holder.get("job_id") or "")
+    if not job or holder.get("host") == os.uname().nodename:
+        return None
+    if job != current_job_id() and not job_ended(job):
+        return None
+    if lock.holder() != holder:  # taken over meanwhile
+        return None
+    with suppress(OSError):
+        lock.path.unlink()
+    host = holder.get("host")
+    return f"released the lock {lock.path} left by job {job} (host {host}), which has ended"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m rasterflow.workflow.lock release-stale-lock LOCK`: a job script's first step."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2 or args[0] != "release-stale-lock":
+        print(USAGE, file=sys.stderr)
+        return 2
+    note = release_stale_job_lock(args[1])
+    if note:
+        print(f"rasterflow job: {note}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rasterize_core.errors import RasterflowError
-from rasterize_core.tiles import Tile, get_tms, matrix_size, morton_key
-from workflow.config import RasterflowConfig
+from rasterflow.rasterize_core.errors import RasterflowError
+from rasterflow.rasterize_core.tiles import Tile, get_tms, matrix_size, morton_key
+from rasterflow.workflow.config import RasterflowConfig
 
 TILE_NAME = re.compile(r"^(\d+)$")
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-log = logging.getLogger("rasterflow")
+log = logging.getLogger(__name__)
 STEP_ORDER = {"rasterize": 0, "parent": 1, "webtile": 2}
 
 

@@ -17,11 +17,11 @@ import json
 import os
 from dataclasses import dataclass
 
-from rasterize_core.tiles import Tile
-from workflow.apps import geotiff_path, webtile_path
-from workflow.config import RasterflowConfig
-from workflow.events import RunRecords
-from workflow.plan import Plan
+from rasterflow.rasterize_core.tiles import Tile
+from rasterflow.workflow.config import RasterflowConfig
+from rasterflow.workflow.layout import geotiff_path, webtile_path
+from rasterflow.workflow.plan import Plan
+from rasterflow.workflow.records import RunRecords
 
 RASTER_KEYS = ("tms_id", "tile_size", "prop_centroid_x", "prop_centroid_y", "prop_duplicated",
                "deduplicate_at", "cog")  # fmt: skip

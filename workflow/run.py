@@ -18,21 +18,20 @@ from uuid import uuid4
 import parsl
 import psutil
 
-from executors.jobs import config_for_run
-from executors.sites import load_site, require_submittable
-from rasterize_core.errors import ConfigError, RunAbortedError, TileInputError
-from workflow.config import RasterflowConfig
-from workflow.dag import Driver
-from workflow.events import RunRecords
-from workflow.lock import pid_alive, reap_orphans, run_lock
-from workflow.plan import plan_run, staged_sources
-from workflow.progress import RunProgress
-from workflow.resume import Fingerprints
-from workflow.stac import write_stac
-from workflow.value_ranges import write_updated_config
-from workflow.view import write_run_products
+from rasterflow.executors.jobs import config_for_run
+from rasterflow.executors.sites import load_site, require_submittable
+from rasterflow.rasterize_core.errors import ConfigError, RunAbortedError, TileInputError
+from rasterflow.workflow.config import RasterflowConfig
+from rasterflow.workflow.driver import Driver
+from rasterflow.workflow.layout import lock_path, runinfo_dir
+from rasterflow.workflow.lock import pid_alive, reap_orphans, run_lock
+from rasterflow.workflow.plan import plan_run, staged_sources
+from rasterflow.workflow.progress import RunProgress
+from rasterflow.workflow.records import RunRecords
+from rasterflow.workflow.resume import Fingerprints
+from rasterflow.workflow.value_ranges import Ranges, write_updated_config
 
-log = logging.getLogger("rasterflow")
+log = logging.getLogger(__name__)
 STEPS = ("rasterize", "parent", "webtile")
 
 
@@ -47,6 +46,7 @@ class RunReport:
     failures: list[dict] = field(default_factory=list)  # current failed rows, all steps
     ok: dict[str, int] = field(default_factory=dict)  # current ok rows, per step
     notes: list[str] = field(default_factory=list)
+    ranges: Ranges = field(default_factory=dict)  # per level: the web tiles' value ranges
 
     @property
     def exit_code(self) -> int:
@@ -80,11 +80,9 @@ def run_workflow(
     plan = plan_run(config, staged_sources(config, tiles_file), workers)
     records = RunRecords(config).load()
     run_id = new_run_id()
-    events_csv = Path(config.filename_rasterization_events)
-    with run_lock(events_csv.with_name(events_csv.name + ".lock")) as lock:
+    with run_lock(lock_path(config)) as lock:
         fingerprints = Fingerprints(config, plan, records, overwrite or config.overwrite, run_id)
-        run_dir = events_csv.parent / ".rasterflow" / "runinfo"
-        parsl_run = _parsl(site_model, run_dir)
+        parsl_run = _parsl(site_model, runinfo_dir(config))
         with RunProgress(live_progress) as progress, parsl_run as dfk:
             lock.note(**parsl_traces(dfk))
             progress.expect(plan)
@@ -94,13 +92,10 @@ def run_workflow(
             driver.run()
         records.write()
         write_updated_config(config, driver.ranges)
-        write_run_products(config, driver.ranges)
-        if config.stac:
-            write_stac(config, driver.ranges)
         sweep_temp_files(config)
     if lock.reaped:
         log.info("ended %d processes left by a killed run: %s", len(lock.reaped), lock.reaped)
-    return _report(config, plan, records, run_id, started, sorted(driver.notes))
+    return _report(config, plan, records, run_id, started, sorted(driver.notes), driver.ranges)
 
 
 def expected_workers(site_model) -> int:
@@ -162,7 +157,8 @@ def retry_cost(exception: BaseException, task_record: dict) -> float:
     return 100.0 if isinstance(exception, deterministic) else 1.0
 
 
-def _report(config, plan, records: RunRecords, run_id: str, started: float, notes) -> RunReport:
+def _report(config, plan, records: RunRecords, run_id: str, started: float, notes,
+            ranges: Ranges) -> RunReport:  # fmt: skip
     planned = {(z, t.x, t.y) for z, tiles in plan.levels.items() for t in tiles}
     current = [row for key, row in records.events.items() if key[1:] in planned]
     return RunReport(
@@ -175,6 +171,7 @@ def _report(config, plan, records: RunRecords, run_id: str, started: float, note
         failures=[row for row in current if row["status"] == "failed"],
         ok={s: sum(r["status"] == "ok" and r["step"] == s for r in current) for s in STEPS},
         notes=list(notes),
+        ranges=ranges,
     )
 
 

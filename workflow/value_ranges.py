@@ -11,11 +11,12 @@ import math
 
 import pandas as pd
 
-from rasterize_core.atomic import atomic_write_bytes
-from workflow.config import RasterflowConfig
+from rasterflow.rasterize_core.atomic import atomic_write_bytes
+from rasterflow.workflow.config import RasterflowConfig
 
 # The summary columns `level_ranges` reads: callers ask the records for these alone.
 RANGE_COLUMNS = ["stat", "min", "max"]
+Ranges = dict[int, dict[str, tuple[float, float]]]  # z -> statistic -> (low, high)
 
 
 def level_ranges(
@@ -37,9 +38,7 @@ def _filled(configured: float | None, observed: float, fallback: float) -> float
     return float(observed) if observed is not None and math.isfinite(observed) else fallback
 
 
-def write_updated_config(
-    config: RasterflowConfig, ranges: dict[int, dict[str, tuple[float, float]]]
-) -> None:
+def write_updated_config(config: RasterflowConfig, ranges: Ranges) -> None:
     """`<filename_config>__updated.json`: the config with every level's range in z_config."""
     dumped = config.model_dump(mode="json")
     for stat in dumped["statistics"]:

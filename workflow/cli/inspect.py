@@ -1,7 +1,7 @@
 """`rasterflow plan | status | view`: look at a run before, during and after it.
 
 Each command parses its arguments and calls one library function:
-`planview.plan_report`, `status.status_report`, `view.write_products`.
+`report.plan.plan_report`, `report.status.status_report`, `products.viewer.write_products`.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from pathlib import Path
 
 import click
 
+from rasterflow.workflow.cli.common import guarded
+
 
 def _load(path: Path):
     """The validated config, or the message and exit code 2 (as `run` does)."""
-    from workflow.cli import _guarded
-    from workflow.config import load_config
+    from rasterflow.workflow.config import load_config
 
-    return _guarded(lambda: load_config(path))
+    return guarded(lambda: load_config(path))
 
 
 _config_argument = click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
@@ -35,11 +36,10 @@ def plan(config: Path, site: str, overwrite: bool, tiles_file: str | None) -> No
 
     Tiles and batches per level, input bytes, and what a rerun would skip.
     """
-    from workflow.cli import _guarded
-    from workflow.planview import plan_report
+    from rasterflow.workflow.report.plan import plan_report
 
     settings = _load(config)
-    report = _guarded(lambda: plan_report(settings, site, overwrite, tiles_file))
+    report = guarded(lambda: plan_report(settings, site, overwrite, tiles_file))
     click.echo(report.text())
 
 
@@ -55,11 +55,10 @@ def status(config: Path, slowest: int, max_failures: int) -> None:
     Per step and level: ok, failed, missing; the slowest tiles; the failures
     with their reasons. Exit code 1 when some tiles failed.
     """
-    from workflow.cli import _guarded
-    from workflow.status import status_report
+    from rasterflow.workflow.report.status import status_report
 
     settings = _load(config)
-    report = _guarded(lambda: status_report(settings, slowest))
+    report = guarded(lambda: status_report(settings, slowest))
     click.echo(report.text(max_failures))
     sys.exit(report.exit_code)
 
@@ -72,11 +71,11 @@ def status(config: Path, slowest: int, max_failures: int) -> None:
 @click.option("--open", "open_page", is_flag=True, help="Open the map page in a browser.")
 def view(config: Path, base_url: str | None, open_page: bool) -> None:
     """Write the offline map page, WMTS capabilities and quick-looks beside the web tiles."""
-    from workflow.cli import _guarded
-    from workflow.view import VIEWER_NAME, write_products
+    from rasterflow.workflow.layout import VIEWER_NAME
+    from rasterflow.workflow.products.viewer import write_products
 
     settings = _load(config)
-    paths = _guarded(lambda: write_products(settings, base_url=base_url))
+    paths = guarded(lambda: write_products(settings, base_url=base_url))
     quicklooks = [p for p in paths if p.parent.name == "quicklooks"]
     for path in paths:
         if path not in quicklooks:

@@ -12,13 +12,13 @@ import json
 import os
 from pathlib import Path
 
-from rasterize_core import palette
-from rasterize_core.tiles import Tile, get_tms
-from workflow.apps import webtile_path
-from workflow.config import RasterflowConfig
+from rasterflow.rasterize_core import palette
+from rasterflow.rasterize_core.tiles import Tile, get_tms
+from rasterflow.workflow.config import RasterflowConfig
+from rasterflow.workflow.layout import webtile_path
+from rasterflow.workflow.value_ranges import Ranges
 
 LEGEND_STOPS = 33  # colour stops of a legend's gradient (of the palette's 256)
-Ranges = dict[int, dict[str, tuple[float, float]]]  # z -> statistic -> (low, high)
 TilesByStat = dict[str, dict[int, set]]  # statistic -> z -> {(x, y)} of the web tiles on disk
 
 
@@ -99,8 +99,8 @@ def current_ranges(config: RasterflowConfig) -> Ranges:
     ranges = updated_config_ranges(config)
     if ranges:
         return ranges
-    from workflow.events import RunRecords
-    from workflow.value_ranges import level_ranges
+    from rasterflow.workflow.records import RunRecords
+    from rasterflow.workflow.value_ranges import level_ranges
 
     records = RunRecords(config).load()
     return {z: level_ranges(config, z, records.level_summary(z))

@@ -13,7 +13,7 @@ so it opens from disk with no network. It shows:
 - a base of tile outlines: GeoJSON of the tiles that exist, per level.
 
 Which tiles exist, their outlines, the ranges and the legend colours are gathered in
-`workflow.view_data`; this module writes the page from them.
+`rasterflow.workflow.products.viewer_data`; this module writes the page from them.
 
 The view can be set from the URL: `viewer.html#map=Z/LAT/LON&layers=a,b&outlines=0`
 (the page keeps the address in step with the map, so a view can be shared).
@@ -31,15 +31,14 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
-from rasterize_core import palette
-from rasterize_core.atomic import atomic_write_bytes
-from rasterize_core.errors import RasterflowError
-from rasterize_core.tiles import Tile, get_tms, matrix_size, xy_bounds
-from workflow.config import RasterflowConfig
-from workflow.view_data import (
-    Ranges,
+from rasterflow.rasterize_core import palette
+from rasterflow.rasterize_core.atomic import atomic_write_bytes
+from rasterflow.rasterize_core.errors import RasterflowError
+from rasterflow.rasterize_core.tiles import Tile, get_tms, matrix_size, xy_bounds
+from rasterflow.workflow.config import RasterflowConfig
+from rasterflow.workflow.layout import tile_template, viewer_path
+from rasterflow.workflow.products.viewer_data import (
     TilesByStat,
     css_color,
     current_ranges,
@@ -49,10 +48,11 @@ from workflow.view_data import (
     outline_geojson,
     tiles_by_stat,
 )
+from rasterflow.workflow.value_ranges import Ranges
 
-log = logging.getLogger("rasterflow")
+log = logging.getLogger(__name__)
 
-VIEWER_NAME = "viewer.html"
+
 OUTLINES_PER_LEVEL = 5000  # tile outlines embedded per level (GeoJSON is ~200 bytes a tile)
 KNOWN_TILES = (
     200_000  # tiles listed (coarse levels first) so the page asks only for those that exist
@@ -107,14 +107,9 @@ def map_grid(config: RasterflowConfig) -> MapGrid:
 
 
 # -- the page -------------------------------------------------------------------
-def viewer_path(config: RasterflowConfig) -> Path:
-    return Path(config.dir_web_tiles) / VIEWER_NAME
-
-
 def tile_url_template(config: RasterflowConfig, stat: str) -> str:
     """Leaflet's `{z}/{x}/{y}` URL of a statistic's tiles, relative to the page."""
-    values = {"style": quote(stat), "tms": quote(config.tms_id), "z": "{z}", "x": "{x}", "y": "{y}"}
-    return "/".join(values[part] for part in config.tile_path_structure) + config.ext_web_tiles
+    return tile_template(config, stat, "{z}", "{x}", "{y}")
 
 
 def _finite(value: float) -> float | None:
@@ -215,8 +210,8 @@ def write_products(
     config: RasterflowConfig, ranges: Ranges | None = None, base_url: str | None = None
 ) -> list[Path]:
     """The viewer page, the WMTS capabilities and the quick-looks; return their paths."""
-    from workflow.quicklook import write_quicklooks
-    from workflow.wmts import write_wmts
+    from rasterflow.workflow.products.quicklook import write_quicklooks
+    from rasterflow.workflow.products.wmts import write_wmts
 
     found = tiles_by_stat(config)
     _require_web_tiles(config, found)
@@ -227,19 +222,3 @@ def write_products(
         log.warning("map page not written: %s", err)
     paths.append(write_wmts(config, base_url, found))
     return paths + write_quicklooks(config, found=found)
-
-
-def write_run_products(config: RasterflowConfig, ranges: Ranges) -> list[Path]:
-    """At the end of a run: every product beside the web tiles. Never fails the run: a
-    product that cannot be made (no web tiles, a grid the viewer cannot draw) is logged."""
-    try:
-        paths = write_products(config, ranges)
-    except RasterflowError as err:
-        log.warning("viewer, WMTS and quick-looks not written: %s", err)
-        return []
-    except Exception as err:  # a bug here must not lose a finished run
-        log.warning("viewer, WMTS and quick-looks not written: %s: %s", type(err).__name__, err)
-        return []
-    log.info("map page, WMTS capabilities and %d quick-looks beside %s",
-             sum(p.parent.name == "quicklooks" for p in paths), config.dir_web_tiles)  # fmt: skip
-    return paths

@@ -11,16 +11,16 @@ driver appends to, so `status` shows a run in progress.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from rasterize_core.tiles import Tile
-from workflow.config import RasterflowConfig
-from workflow.events import RunRecords
-from workflow.plan import list_staged, make_plan
+from rasterflow.rasterize_core.tiles import Tile
+from rasterflow.workflow.config import RasterflowConfig
+from rasterflow.workflow.layout import lock_path
+from rasterflow.workflow.lock import RunLock, is_stale
+from rasterflow.workflow.plan import list_staged, make_plan
+from rasterflow.workflow.records import RunRecords
 
 STEPS = ("rasterize", "parent", "webtile")
 
@@ -148,14 +148,7 @@ def _levels(step: str, plan) -> list[int]:
 
 
 def _lock_holder(config: RasterflowConfig) -> str | None:
-    from workflow.lock import is_stale
-
-    events = Path(config.filename_rasterization_events)
-    lock = events.with_name(events.name + ".lock")
-    try:
-        holder = json.loads(lock.read_text() or "{}")
-    except (OSError, ValueError):
-        return None
+    holder = RunLock(lock_path(config)).holder()
     if not holder or is_stale(holder):
         return None
     job = f", job {holder['job_id']}" if holder.get("job_id") else ""

@@ -19,17 +19,17 @@ from dataclasses import dataclass, field
 
 from parsl import python_app
 
-from rasterize_core.tiles import Tile
-from workflow import apps
-from workflow.config import RasterflowConfig
-from workflow.events import RunRecords
-from workflow.plan import Batch, Plan
-from workflow.progress import RunProgress
-from workflow.resume import Fingerprints
-from workflow.value_ranges import RANGE_COLUMNS, level_ranges
+from rasterflow.rasterize_core.tiles import Tile
+from rasterflow.workflow import tasks
+from rasterflow.workflow.config import RasterflowConfig
+from rasterflow.workflow.lock import HEARTBEAT_S
+from rasterflow.workflow.plan import Batch, Plan
+from rasterflow.workflow.progress import RunProgress
+from rasterflow.workflow.records import RunRecords
+from rasterflow.workflow.resume import Fingerprints
+from rasterflow.workflow.value_ranges import RANGE_COLUMNS, Ranges, level_ranges
 
-log = logging.getLogger("rasterflow")
-HEARTBEAT_S = 30.0
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,13 +54,13 @@ class Driver:
     window: int
     heartbeat: Callable[[], None] = lambda: None
     watch: Callable[[], None] = lambda: None  # raises if Parsl can no longer finish anything
-    ranges: dict[int, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    ranges: Ranges = field(default_factory=dict)
     notes: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self._rasterize = python_app(apps.rasterize_batch)
-        self._parents = python_app(apps.parents_batch)
-        self._webtiles = python_app(apps.webtiles_batch)
+        self._rasterize = python_app(tasks.rasterize_batch)
+        self._parents = python_app(tasks.parents_batch)
+        self._webtiles = python_app(tasks.webtiles_batch)
         self._batches = {b.id: b for level in self.plan.batches.values() for b in level}
         self._waiting_on = {b.id: set(b.depends_on) for b in self._batches.values()}
         self._dependents: dict[int, list[int]] = {}

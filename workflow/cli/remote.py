@@ -1,4 +1,4 @@
-"""`rasterflow submit | job`: send a run to Globus Compute or into a batch allocation."""
+"""`rasterflow submit`: send a whole run to a Globus Compute endpoint."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import click
+
+from rasterflow.workflow.cli.common import guarded
 
 
 @click.command()
@@ -43,12 +45,10 @@ import click
 def submit(config, endpoint_id, site, wait, overwrite, workdir, timeout_s) -> None:
     """Send CONFIG's whole run to a Globus Compute endpoint as one task; print the task id.
 
-    The endpoint runs `executors.globus.remote_run(config, site)`: rasterflow must be
+    The endpoint runs `rasterflow.workflow.submit.remote_run(config, site)`: rasterflow must be
     installed in its Python, and CONFIG's paths are paths on that machine.
     """
-    from executors.globus import RemoteRunError, submit_run
-    from rasterize_core.errors import RasterflowError
-    from workflow.cli import EXIT_FAILED_TILES, EXIT_USAGE
+    from rasterflow.workflow.submit import submit_remote_run
 
     def announce(task_id: str) -> None:
         click.echo(task_id)
@@ -56,15 +56,10 @@ def submit(config, endpoint_id, site, wait, overwrite, workdir, timeout_s) -> No
             click.echo(f"rasterflow: waiting for task {task_id} on endpoint {endpoint_id} "
                        "(Ctrl-C stops waiting, not the run)", err=True)  # fmt: skip
 
-    try:
-        submitted = submit_run(config, str(endpoint_id), site, overwrite, workdir, wait,
-                               on_submitted=announce, timeout_s=timeout_s)  # fmt: skip
-    except RemoteRunError as err:  # the task ran (or may still run): not a usage error
-        click.echo(f"rasterflow: {err}", err=True)
-        sys.exit(EXIT_FAILED_TILES)
-    except RasterflowError as err:  # bad config, not logged in, refused: nothing was sent
-        click.echo(f"rasterflow: {err}", err=True)
-        sys.exit(EXIT_USAGE)
+    # A bad config or no login: nothing was sent (exit 2); the remote run failed: exit 1.
+    submitted = guarded(lambda: submit_remote_run(
+        config, str(endpoint_id), site, overwrite, workdir, wait,
+        on_submitted=announce, timeout_s=timeout_s))  # fmt: skip
     if submitted.summary is not None:
         click.echo(json.dumps(submitted.summary))
         click.echo(submitted.summary.get("last_line", ""))

@@ -17,21 +17,16 @@ from pathlib import Path
 
 from PIL import Image
 
-from rasterize_core.atomic import atomic_write_bytes
-from rasterize_core.tiles import Tile
-from workflow.apps import webtile_path
-from workflow.config import RasterflowConfig
-from workflow.view_data import TilesByStat, tiles_by_stat
+from rasterflow.rasterize_core.atomic import atomic_write_bytes
+from rasterflow.rasterize_core.tiles import Tile
+from rasterflow.workflow.config import RasterflowConfig
+from rasterflow.workflow.layout import quicklook_path, webtile_path
+from rasterflow.workflow.products.viewer_data import TilesByStat, tiles_by_stat
 
-log = logging.getLogger("rasterflow")
+log = logging.getLogger(__name__)
 
-QUICKLOOK_DIR = "quicklooks"
 MAX_SIDE = 512  # pixels on the long side, at most
 MAX_TILES = 20_000  # tiles read for one quick-look, at most
-
-
-def quicklook_path(config: RasterflowConfig, stat: str, z: int) -> Path:
-    return Path(config.dir_web_tiles) / QUICKLOOK_DIR / f"{stat}_z{z}.png"
 
 
 def mosaic(

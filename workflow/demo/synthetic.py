@@ -20,7 +20,7 @@ import shapely
 import shapely.affinity
 from pyproj import Transformer
 
-from rasterize_core.tiles import (
+from rasterflow.rasterize_core.tiles import (
     Tile,
     get_tms,
     matrix_size,

@@ -10,7 +10,7 @@ children of the Collection, so a client can still walk one level.
 Self-contained: every href is relative, the catalog sits beside the outputs
 (`{dir_geotiff}/../stac/collection.json`) and moves with them. Bands use STAC 1.1
 common metadata (`bands` with `description`, `unit`, `nodata`, `data_type`,
-`statistics`); the Items are built in `workflow.stac_items`. The web tiles
+`statistics`); the Items are built in `rasterflow.workflow.products.stac_items`. The web tiles
 and any WMTS document are linked with the web-map-links extension, and the
 grid's OGC TileMatrixSet definition is written beside the Collection, as
 non-WebMercator tiles need it to be placed.
@@ -26,18 +26,23 @@ from pathlib import Path
 import pystac
 from pystac.extensions.projection import ProjectionExtension
 
-from rasterize_core.tiles import Tile, get_tms, tile_path
-from workflow.apps import geotiff_path
-from workflow.config import RasterflowConfig
-from workflow.stac_items import COG, GEOTIFF, CatalogContext, band_metadata, crs_code, tile_item
-from workflow.view_data import Ranges, updated_config_ranges
+from rasterflow.rasterize_core.errors import RasterflowError
+from rasterflow.rasterize_core.tiles import Tile, get_tms
+from rasterflow.workflow.config import RasterflowConfig
+from rasterflow.workflow.layout import geotiff_path, stac_dir, tile_template
+from rasterflow.workflow.products.stac_items import (
+    COG,
+    GEOTIFF,
+    CatalogContext,
+    band_metadata,
+    crs_code,
+    tile_item,
+)
+from rasterflow.workflow.products.viewer_data import updated_config_ranges
+from rasterflow.workflow.value_ranges import Ranges
 
 WEB_MAP_LINKS = "https://stac-extensions.github.io/web-map-links/v1.2.0/schema.json"
 TILING_SCHEME = "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme"
-
-
-def stac_dir(config: RasterflowConfig) -> Path:
-    return Path(config.dir_geotiff).parent / "stac"
 
 
 def write_stac(config: RasterflowConfig, ranges: Ranges | None = None) -> Path:
@@ -48,7 +53,7 @@ def write_stac(config: RasterflowConfig, ranges: Ranges | None = None) -> Path:
     """
     tiles = output_tiles(config)
     if not tiles:
-        raise FileNotFoundError(f"no GeoTIFFs under {Path(config.dir_geotiff) / config.tms_id}")
+        raise RasterflowError(f"no GeoTIFFs under {Path(config.dir_geotiff) / config.tms_id}")
     context = CatalogContext.load(config, _fill_ranges(config, ranges or {}, tiles))
     collection = _collection(context, tiles)
     final = stac_dir(config)
@@ -150,10 +155,7 @@ def _web_links(context: CatalogContext) -> list[pystac.Link]:
     config, stac = context.config, stac_dir(context.config)
     links = []
     for stat in config.statistics:
-        template = tile_path(
-            config.dir_web_tiles, config.tms_id, Tile("{z}", "{x}", "{y}"),
-            config.ext_web_tiles, stat.name, config.tile_path_structure,
-        )  # fmt: skip
+        template = Path(config.dir_web_tiles, tile_template(config, stat.name, "{z}", "{x}", "{y}"))
         by_zoom = {str(z): list(r[stat.name]) for z, r in sorted(context.ranges.items())}
         links.append(pystac.Link(
             "xyz", _relative(template, stac), pystac.MediaType.PNG,

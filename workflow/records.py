@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from rasterize_core.atomic import atomic_path
-from workflow.config import RasterflowConfig
+from rasterflow.rasterize_core.atomic import atomic_path
+from rasterflow.workflow.config import RasterflowConfig
 
 EVENT_COLUMNS = [
     "run_id", "step", "z", "x", "y", "status", "attempt", "started_at", "duration_s",

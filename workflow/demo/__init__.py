@@ -1,15 +1,16 @@
-"""`rasterflow demo`: stage a synthetic sample and run the whole pipeline on it."""
+"""The demo: a synthetic staged sample (`synthetic`) and a whole run over it, products included."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-from workflow.config import load_config
-from workflow.run import RunReport, run_workflow
-from workflow.synthetic import make_sample
+from rasterflow.workflow.config import load_config
+from rasterflow.workflow.demo.synthetic import make_sample
+from rasterflow.workflow.products import publish
+from rasterflow.workflow.run import RunReport, run_workflow
 
-log = logging.getLogger("rasterflow")
+log = logging.getLogger(__name__)
 
 
 def run_demo(directory: Path, site: str = "local") -> RunReport:
@@ -20,4 +21,7 @@ def run_demo(directory: Path, site: str = "local") -> RunReport:
         sample = make_sample(directory)
         log.info("staged %d synthetic polygons into %d tiles under %s",
                  len(sample.polygons), len(sample.tiles), directory / "staged")  # fmt: skip
-    return run_workflow(load_config(config_path), site=site)
+    config = load_config(config_path)
+    report = run_workflow(config, site=site)
+    publish(config, report)
+    return report

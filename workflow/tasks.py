@@ -19,30 +19,19 @@ from pathlib import Path
 import numpy as np
 from pyproj import CRS
 
-from rasterize_core import geotiff, palette, pyramid, webtile
-from rasterize_core.errors import TileInputError
-from rasterize_core.read import StagedColumns, read_staged_tile
-from rasterize_core.statistics import (
+from rasterflow.rasterize_core import geotiff, palette, pyramid, webtile
+from rasterflow.rasterize_core.errors import TileInputError
+from rasterflow.rasterize_core.read import StagedColumns, read_staged_tile
+from rasterflow.rasterize_core.statistics import (
     Grid,
     StatSpec,
     centroid_pixels,
     compute_bands,
     empty_value,
 )
-from rasterize_core.tiles import Tile, tile_in_grid, tile_path, tms_crs_wkt, xy_bounds
-from workflow.config import RasterflowConfig
-
-
-def geotiff_path(config: RasterflowConfig, tile: Tile) -> Path:
-    structure = tuple(p for p in config.tile_path_structure if p != "style")
-    return tile_path(config.dir_geotiff, config.tms_id, tile, ".tif", structure=structure)
-
-
-def webtile_path(config: RasterflowConfig, tile: Tile, stat: str) -> Path:
-    return tile_path(
-        config.dir_web_tiles, config.tms_id, tile, config.ext_web_tiles, stat,
-        config.tile_path_structure,
-    )  # fmt: skip
+from rasterflow.rasterize_core.tiles import Tile, tile_in_grid, tms_crs_wkt, xy_bounds
+from rasterflow.workflow.config import RasterflowConfig
+from rasterflow.workflow.layout import geotiff_path, webtile_path
 
 
 def grid_of(config: RasterflowConfig, tile: Tile) -> Grid:

@@ -15,13 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rasterize_core.tiles import Tile
-from workflow.apps import geotiff_path
-from workflow.config import RasterflowConfig
-from workflow.events import RunRecords
-from workflow.plan import Plan, plan_run, staged_sources
-from workflow.resume import Fingerprints
-from workflow.value_ranges import RANGE_COLUMNS, level_ranges
+from rasterflow.rasterize_core.tiles import Tile
+from rasterflow.workflow.config import RasterflowConfig
+from rasterflow.workflow.layout import geotiff_path
+from rasterflow.workflow.plan import Plan, plan_run, staged_sources
+from rasterflow.workflow.records import RunRecords
+from rasterflow.workflow.resume import Fingerprints
+from rasterflow.workflow.value_ranges import RANGE_COLUMNS, level_ranges
 
 
 @dataclass
@@ -118,8 +118,8 @@ def plan_report(
     tiles_file: str | Path | None = None,
 ) -> PlanReport:
     """The run's plan and what a rerun would skip; raises RasterflowError with no tiles."""
-    from executors.sites import load_site
-    from workflow.run import expected_workers  # imports Parsl, starts nothing
+    from rasterflow.executors.sites import load_site
+    from rasterflow.workflow.run import expected_workers  # imports Parsl, starts nothing
 
     workers = expected_workers(load_site(site))
     sources = staged_sources(config, tiles_file)

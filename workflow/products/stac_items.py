@@ -5,7 +5,7 @@ once for its data type, shape and transform (about 1 ms a tile), rather than
 trusting a recomputation. rio-stac is not used: it reads every pixel for
 statistics the run already has. Footprints are in lon/lat as GeoJSON requires,
 with the tile's own CRS, bounds and transform in the projection extension.
-`workflow.stac` gathers the Items into the catalog.
+`rasterflow.workflow.products.stac` gathers the Items into the catalog.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import shapely
 from pyproj import CRS, Transformer
 from pystac.extensions.projection import ProjectionExtension
 
-from rasterize_core.tiles import Tile, get_tms, tms_crs_wkt, xy_bounds
-from workflow.apps import geotiff_path, webtile_path
-from workflow.config import RasterflowConfig, Statistic
-from workflow.view_data import Ranges
+from rasterflow.rasterize_core.tiles import Tile, get_tms, tms_crs_wkt, xy_bounds
+from rasterflow.workflow.config import RasterflowConfig, Statistic
+from rasterflow.workflow.layout import geotiff_path, webtile_path
+from rasterflow.workflow.value_ranges import Ranges
 
 GEOTIFF = pystac.MediaType.GEOTIFF
 COG = pystac.MediaType.COG

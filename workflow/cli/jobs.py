@@ -6,9 +6,11 @@ from pathlib import Path
 
 import click
 
+from rasterflow.workflow.cli.common import guarded
+
 
 def _walltime(ctx, param, value):
-    from executors.job_scripts import WALLTIME_RE
+    from rasterflow.executors.job_scripts import WALLTIME_RE
 
     if value is not None and not WALLTIME_RE.match(value):
         raise click.BadParameter(f"expected HH:MM:SS, got {value!r}")
@@ -47,11 +49,10 @@ def _walltime(ctx, param, value):
               help="Print the batch script (placeholders marked); submit nothing.")  # fmt: skip
 def job(config: Path, site: str, nodes, walltime, chain: int, dry_run: bool) -> None:
     """Submit CONFIG's run as a batch job: the driver runs inside the allocation."""
-    from executors.job_scripts import render_job_script
-    from executors.jobs import submit_command, submit_jobs
-    from workflow.cli import _guarded
+    from rasterflow.executors.jobs import submit_command, submit_jobs
+    from rasterflow.workflow.submit import job_script
 
-    script = _guarded(lambda: render_job_script(config, site, nodes, walltime))
+    script = guarded(lambda: job_script(config, site, nodes, walltime))
     if dry_run:
         click.echo(script.text, nl=False)
         path = script.jobs_dir / f"<script>.{'sbatch' if script.scheduler == 'slurm' else 'pbs'}"
@@ -61,7 +62,7 @@ def job(config: Path, site: str, nodes, walltime, chain: int, dry_run: bool) -> 
         if chain > 1:
             click.echo(f"  then {chain - 1} more: `{then}`", err=True)
         return
-    jobs = _guarded(lambda: submit_jobs(script, chain))
+    jobs = guarded(lambda: submit_jobs(script, chain))
     for submitted in jobs:
         after = f" after {submitted.after}" if submitted.after else ""
         click.echo(f"submitted job {submitted.job_id}{after}; log: {submitted.log}")

@@ -23,14 +23,13 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from urllib.parse import quote
 
-from rasterize_core.atomic import atomic_write_bytes
-from rasterize_core.tiles import Tile, get_tms
-from workflow.config import RasterflowConfig
-from workflow.view_data import TilesByStat, lonlat_bounds, tiles_by_stat
+from rasterflow.rasterize_core.atomic import atomic_write_bytes
+from rasterflow.rasterize_core.tiles import Tile, get_tms
+from rasterflow.workflow.config import RasterflowConfig
+from rasterflow.workflow.layout import WMTS_NAME, tile_template, wmts_path
+from rasterflow.workflow.products.viewer_data import TilesByStat, lonlat_bounds, tiles_by_stat
 
-WMTS_NAME = "WMTSCapabilities.xml"
 NS = {
     "wmts": "http://www.opengis.net/wmts/1.0",
     "ows": "http://www.opengis.net/ows/1.1",
@@ -39,10 +38,6 @@ NS = {
 for _prefix, _uri in (("", NS["wmts"]), ("ows", NS["ows"]), ("xlink", NS["xlink"])):
     ET.register_namespace(_prefix, _uri)
 CRS_URL = re.compile(r"/def/crs/(?P<authority>[^/]+)/(?P<version>[^/]+)/(?P<code>[^/]+)/?$")
-
-
-def wmts_path(config: RasterflowConfig) -> Path:
-    return Path(config.dir_web_tiles) / WMTS_NAME
 
 
 def crs_urn(srs: str) -> str:
@@ -56,10 +51,8 @@ def crs_urn(srs: str) -> str:
 
 def resource_template(config: RasterflowConfig, stat: str, base_url: str) -> str:
     """The tile URL template of a statistic, `{TileMatrix}/{TileCol}/{TileRow}` in place."""
-    values = {"style": quote(stat), "tms": quote(config.tms_id), "z": "{TileMatrix}",
-              "x": "{TileCol}", "y": "{TileRow}"}  # fmt: skip
-    path = "/".join(values[part] for part in config.tile_path_structure)
-    return f"{base_url.rstrip('/')}/{path}{config.ext_web_tiles}"
+    path = tile_template(config, stat, "{TileMatrix}", "{TileCol}", "{TileRow}")
+    return f"{base_url.rstrip('/')}/{path}"
 
 
 def capabilities(
