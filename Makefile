@@ -27,13 +27,18 @@ system-deps:
 	  bash .ci/slurm_up.sh; \
 	else echo "not root: Slurm and browser tests will be skipped with a reason"; fi
 
+# The import architecture (layers, no cycles) is tests/unit/test_architecture.py: it runs with
+# the suite, and alone in `lint`. mypy reads its settings from pyproject.toml ([tool.mypy]).
 test: $(BIN)/.installed system-deps
 	$(BIN)/ruff check .
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m mypy
+	$(BIN)/python -m pytest -q tests/unit/test_architecture.py
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_tiles.py

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT.parent))
 # machine report and their imports stay in the parent process).
 import parsl.executors.high_throughput.process_worker_pool  # noqa: E402, F401
 
-from rasterflow.rasterize_core.tiles import morton_key  # noqa: E402
+from rasterflow.rasterize_core.tiles import Tile, morton_key  # noqa: E402
 from rasterflow.workflow import tasks as apps  # noqa: E402
 from rasterflow.workflow.config import load_config  # noqa: E402
 from rasterflow.workflow.plan import list_staged  # noqa: E402
@@ -77,19 +77,19 @@ def one_round(config, sources: dict, parents: dict, done: int, samples: list, st
     process = psutil.Process()
     for start in range(0, len(tiles), BATCH):
         batch = tiles[start : start + BATCH]
-        records = apps.rasterize_batch(batch, [sources[t] for t in batch], config)
-        assert all(r["status"] == "ok" for r in records), records
+        results = apps.rasterize_batch(batch, [sources[t] for t in batch], config)
+        assert results.ok().all(), results.events.to_pylist()
         done += len(batch)
         samples.append({"tiles": done, "rss_mb": process.memory_info().rss / 2**20,
                         "seconds": round(time.time() - started, 1)})  # fmt: skip
     for z in sorted(parents, reverse=True):
         for start in range(0, len(parents[z]), BATCH):
-            records = apps.parents_batch(parents[z][start : start + BATCH], config)
-            assert all(r["status"] == "ok" for r in records)
+            results = apps.parents_batch(parents[z][start : start + BATCH], config)
+            assert results.ok().all()
     for level in [tiles, *parents.values()]:
         for start in range(0, len(level), BATCH):
             chunk = level[start : start + BATCH]
-            assert all(r["status"] == "ok" for r in apps.webtiles_batch(chunk, config, ranges))
+            assert apps.webtiles_batch(chunk, config, ranges).ok().all()
     samples[-1]["rss_mb_after_parents_webtiles"] = process.memory_info().rss / 2**20
     return done
 
@@ -103,7 +103,9 @@ def memory_at(samples: list, tiles: int, key: str) -> float:
 def worker(work: Path, tiles: int) -> dict:
     """The loop, in a process that holds what a worker holds; returns the figures."""
     config = load_config(work / "config.json")
-    sources = list_staged(config)
+    staged = list_staged(config)
+    listed = zip(staged.z.tolist(), staged.x.tolist(), staged.y.tolist(), strict=True)
+    sources = {Tile(z, x, y): staged.path(z, x, y) for z, x, y in listed}
     parents = levels(sorted(sources, key=morton_key), config.z_min)
     process = psutil.Process()
     gc.collect()

@@ -98,7 +98,7 @@ def render_job_script(
     if found:
         listed = ", ".join(f"{key} = {value}" for key, value in found.items())
         lines.append(f"# NOT SUBMITTABLE: placeholders left in {site_model.source}: {listed}")
-    if scheduler == "slurm":
+    if isinstance(site_model, SlurmSite):
         lines += _slurm_header(site_model, nodes, walltime, jobs_dir)
     else:
         lines += _pbs_header(site_model, nodes, walltime, jobs_dir)

@@ -56,7 +56,7 @@ def job_ended(job_id: str, timeout: float = 60.0) -> bool | None:
     while True:
         state = _job_state(job_id)
         if state != "ending" or time.monotonic() > deadline:
-            return {"ended": True, "alive": False}.get(state)
+            return {"ended": True, "alive": False}.get(state) if state else None
         time.sleep(1.0)
 
 

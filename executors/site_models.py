@@ -1,6 +1,7 @@
 """Site files as typed data: one frozen pydantic model per site kind (DESIGN.md §5).
 
-A site file is a TOML table with a `kind` field (`local`, `slurm`, `pbs`, `globus_compute`)
+A site file is a TOML table with a `kind` field (`local`, `slurm`, `pbs`, `globus_compute`,
+`threads`)
 that picks the model. The models only hold and check values: nothing here imports Parsl or
 contacts a scheduler or the network. `validate_site` turns a parsed table into a model, or
 into a ConfigError with one line per problem, each naming its key path. `rasterflow.executors.sites`
@@ -13,7 +14,7 @@ import datetime
 import difflib
 import re
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
     BaseModel,
@@ -28,7 +29,7 @@ from pydantic_core import PydanticCustomError
 
 from rasterflow.rasterize_core.errors import ConfigError
 
-KINDS = ("local", "slurm", "pbs", "globus_compute")
+KINDS = ("local", "slurm", "pbs", "globus_compute", "threads")
 
 # `YOUR_ACCOUNT`, `YOUR_PARTITION`, `YOUR-ENDPOINT-UUID`, ...: loadable, never submittable.
 PLACEHOLDER_RE = re.compile(r"\bYOUR[_-][A-Z0-9_-]*[A-Z0-9]")
@@ -206,14 +207,27 @@ class GlobusComputeSite(_SiteModel):
         return value
 
 
-Site = Annotated[LocalSite | SlurmSite | PbsSite | GlobusComputeSite, Field(discriminator="kind")]
+class ThreadsSite(_SiteModel):
+    """Threads of the driver's own process: Parsl's ThreadPoolExecutor. No worker processes
+    start (a run is ready at once), but a tile that crashes or exhausts memory takes the
+    driver down with it: for tests that check outputs, not for production runs."""
+
+    kind: Literal["threads"]
+    max_threads: AutoInt = "auto"  # "auto" = os.cpu_count()
+
+
+Site = Annotated[
+    LocalSite | SlurmSite | PbsSite | GlobusComputeSite | ThreadsSite, Field(discriminator="kind")
+]
 BatchSite = SlurmSite | PbsSite
+HtexSite = LocalSite | SlurmSite | PbsSite  # every kind whose workers Parsl's HTEX starts
 
 MODELS: dict[str, type[_SiteModel]] = {
     "local": LocalSite,
     "slurm": SlurmSite,
     "pbs": PbsSite,
     "globus_compute": GlobusComputeSite,
+    "threads": ThreadsSite,
 }
 
 
@@ -229,10 +243,10 @@ def validate_site(data: dict[str, Any], source: str = "<memory>", name: str = ""
     try:
         site = model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, _problems(exc, model)) from None
+        raise ConfigError.from_validation(source, exc, model) from None
     site._name = name
     site._source = source
-    return site
+    return cast(Site, site)  # MODELS[kind] is the member of the union for `kind`
 
 
 def _kind_problem(kind: object) -> str:
@@ -242,55 +256,3 @@ def _kind_problem(kind: object) -> str:
     close = difflib.get_close_matches(str(kind), KINDS, n=1) if isinstance(kind, str) else []
     hint = f"; did you mean `{close[0]}`?" if close else ""
     return f"kind: unknown site kind {kind!r}{hint} (one of {allowed})"
-
-
-def _problems(exc: ValidationError, model: type[BaseModel]) -> list[str]:
-    """One line per key path: unknown keys get a did-you-mean hint from the model's fields."""
-    lines: dict[str, list[str]] = {}
-    for err in exc.errors():
-        path, owner = _key_path(err["loc"], model)
-        if err["type"] == "extra_forbidden":
-            key = str(err["loc"][-1])
-            allowed = sorted(owner.model_fields) if owner else []
-            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-            msg = (
-                f"unknown key; did you mean `{close[0]}`?"
-                if close
-                else f"unknown key (allowed: {', '.join(allowed)})"
-            )
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        else:
-            msg = err["msg"]
-            if not err["type"].startswith(("auto_or_", "walltime", "endpoint_", "blocks_")):
-                got = err.get("input")
-                msg += f" (got {got!r})"
-        if msg not in lines.setdefault(path or "(top level)", []):
-            lines[path or "(top level)"].append(msg)
-    return [f"{path}: {'; '.join(msgs)}" for path, msgs in lines.items()]
-
-
-def _key_path(loc: tuple, model: type[BaseModel]) -> tuple[str, type[BaseModel] | None]:
-    """`("user_endpoint_config", "x")` → "user_endpoint_config.x"; drops pydantic's type tags."""
-    parts: list[str] = []
-    owner: type[BaseModel] | None = model
-    current: type[BaseModel] | None = model
-    in_dict = False
-    for i, item in enumerate(loc):
-        last = i == len(loc) - 1
-        if isinstance(item, int):
-            parts[-1:] = [f"{parts[-1] if parts else ''}[{item}]"]
-        elif current is not None and item in current.model_fields:
-            owner = current
-            parts.append(item)
-            ann = current.model_fields[item].annotation
-            current = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-            in_dict = current is None and "dict" in str(ann)
-        elif current is not None and last:  # an unknown key at this level
-            owner = current
-            parts.append(str(item))
-        elif in_dict and "[" not in str(item):  # a key inside a free-form table
-            parts.append(str(item))
-        else:  # a union member or validator tag: not part of the key path
-            break
-    return ".".join(parts), owner

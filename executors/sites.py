@@ -49,7 +49,7 @@ def load_site(name_or_path: str | os.PathLike[str]) -> Site:
 
 def list_sites() -> list[tuple[str, str, str]]:
     """(name, kind, description) of every bundled site, sorted by name: `rasterflow sites`."""
-    rows = []
+    rows: list[tuple[str, str, str]] = []
     for path in sorted(bundled_sites_dir().glob("*.toml")):
         site = load_site(path)
         rows.append((site.name, site.kind, site.description))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 import shapely
+from shapely import GeometryType
 
 from rasterflow.rasterize_core.validity import find_invalid
 
@@ -18,7 +19,8 @@ from rasterflow.rasterize_core.validity import find_invalid
 # dropping it keeps pixels that no polygon touches at exactly 0.0.
 MIN_FRACTION = 1e-12
 
-_POLYGON, _MULTIPOLYGON, _COLLECTION = 3, 6, 7
+_POLYGON = GeometryType.POLYGON
+_NESTED = (GeometryType.MULTIPOLYGON, GeometryType.GEOMETRYCOLLECTION)
 
 
 def coverage_triplets(
@@ -119,12 +121,12 @@ def _polygons(geoms):
     present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
     types = shapely.get_type_id(geoms)
     simple = present & (types == _POLYGON)
-    nested = present & np.isin(types, (_MULTIPOLYGON, _COLLECTION))
+    nested = present & np.isin(types, _NESTED)
     if not nested.any():  # the common case: no get_parts, which costs ~0.3 µs a geometry
         index = np.flatnonzero(simple)
         return geoms[index], index
     parts, index = geoms[nested], np.flatnonzero(nested)
-    while np.isin(shapely.get_type_id(parts), (_MULTIPOLYGON, _COLLECTION)).any():
+    while np.isin(shapely.get_type_id(parts), _NESTED).any():
         parts, part_of = shapely.get_parts(parts, return_index=True)
         index = index[part_of]
     keep = (shapely.get_type_id(parts) == _POLYGON) & ~shapely.is_empty(parts)

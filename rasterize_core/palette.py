@@ -1,27 +1,30 @@
-"""Colours and lookup tables for web tiles.
+"""Colours and lookup tables for web tiles, painted as PDG paints them.
 
-A palette is either a list of CSS colour strings (the main path, as in PDG configs) or the
-name of a built-in colormap. Either becomes a lookup table (LUT): an (n, 4) uint8 RGBA array,
-entry k standing for the position k / (n - 1) along the palette.
+A palette is either a list of CSS colour strings (the main path, as in PDG configs), one
+colour string, or the name of a built-in colormap. Either becomes a lookup table (LUT): an
+(n, 4) uint8 RGBA array.
 
-- CSS colours are parsed with coloraide (as PDG's own tool does): named colours, `#RGB`,
-  `#RGBA`, `#RRGGBB`, `#RRGGBBAA`, `rgb()`, `rgba()`, `hsl()` and anything else coloraide
-  reads (`lab()`, `oklch()`, `color(display-p3 ...)`). Colours outside sRGB are gamut-mapped
-  into it with coloraide's default `fit`, as its `to_string` does.
-- A colour list is interpolated in LCh, as PDG does (`Color.interpolate(colors,
-  space="lch")`, coloraide's defaults: shorter hue arc, premultiplied alpha), at n evenly
-  spaced positions from 0 to 1 inclusive, so the first and last entries are exactly the
-  first and last colours. (PDG samples k / 256, which never quite reaches the last colour.)
+- CSS colours are parsed with coloraide, as pdgraster's `Palette` does: named colours,
+  `#RGB[A]`, `#RRGGBB[AA]`, `rgb()`/`rgba()` (space or comma syntax, `/ alpha`), `hsl()`,
+  `lab()`, `lch()`, `oklch()`, `color(display-p3 ...)`.
+- A colour list is interpolated as pdgraster's committed web tiles show (pdgraster pins
+  coloraide 0.x): in CIE LCh (D50), shorter hue arc, alpha interpolated on its own (not
+  premultiplied), entry k at position k / n (so the last entry is one step short of the
+  last colour, as in PDG). A colour outside sRGB is brought in by coloraide 0.x's
+  `lch-chroma` gamut mapping (chroma bisection until the clipped colour is within
+  delta-E 2000 of 2). Channels go to 0..255 through pdgraster's own path: the colour as a
+  CSS string (3 significant digits, alpha 5 decimals), then truncated, not rounded
+  (`rgb(102 51 153 / 0.1)` is (102, 51, 153, 25)). Checked against PDG's committed PNGs.
 - A colormap name picks one of a few published maps, stored as evenly spaced sRGB anchors
   and interpolated linearly in sRGB, which is how those maps are defined (matplotlib's
   listed/segmented maps, ColorBrewer ramps): see `known_colormaps()`. Names are
-  case-insensitive; a `_r` suffix reverses a map.
-
-Channels are rounded half up from [0, 1] floats to 0..255.
+  case-insensitive; a `_r` suffix reverses a map. Entry k stands for k / (n - 1), as entry k
+  of a 256-colour map does in PDG's `colormaps` library.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -84,16 +87,60 @@ def known_colormaps() -> list[str]:
 
 
 def _to_255(values) -> np.ndarray:
-    """[0, 1] floats -> uint8, rounded half up, clipped."""
+    """[0, 1] floats -> uint8, rounded half up, clipped (colormap anchors)."""
     scaled = np.floor(np.asarray(values, dtype=np.float64) * 255.0 + 0.5)
     return np.clip(scaled, 0, 255).astype(np.uint8)
 
 
+# coloraide 0.x's gamut mapping, `lch-chroma`: bisect chroma in LCh (D50) until the clipped
+# colour is within delta-E 2000 of LIMIT; EPSILON is the bisection's chroma resolution.
+_FIT_LIMIT = 2.0
+_FIT_EPSILON = 0.01
+# Channels that should be whole (255 * 102/255) come back from the LCh round trip as
+# 101.99999999: nudge them before truncating (PDG's coloraide gets its own anchors right).
+_ROUND_TRIP = 1e-7
+
+
 def _color_to_rgba(color: Color) -> RGBA:
-    srgb = color.convert("srgb").fit("srgb")
-    r, g, b = srgb.coords(nans=False)
-    a = srgb.alpha(nans=False)
-    return tuple(int(v) for v in _to_255([r, g, b, a]))  # type: ignore[return-value]
+    """pdgraster's `Palette.__coloraide_to_rgba__`: sRGB, gamut-mapped, as a CSS string of
+    3 significant digits (alpha: 5 decimals), each number truncated to an integer."""
+    srgb = color.convert("srgb")
+    if not all(0.0 <= v <= 1.0 for v in srgb.coords(nans=False)):
+        srgb = _fit_lch_chroma(srgb)
+    channels = [int(_css_digits(v * 255.0 + _ROUND_TRIP, 3)) for v in srgb.coords(nans=False)]
+    alpha = int(_css_digits(srgb.alpha(nans=False), 5) * 255)
+    return (channels[0], channels[1], channels[2], alpha)
+
+
+def _fit_lch_chroma(srgb: Color) -> Color:
+    """An out-of-gamut sRGB colour brought in as coloraide 0.x's `lch-chroma` does."""
+    mapped = srgb.convert("lch")
+    if not 0.0 < mapped["lightness"] < 100.0:
+        mapped["chroma"] = 0.0
+        return mapped.convert("srgb").clip()
+    low, high = 0.0, mapped["chroma"]
+    clipped = mapped.convert("srgb").clip()
+    if mapped.delta_e(clipped, method="2000", space="lab") < _FIT_LIMIT:
+        return clipped
+    while high - low > _FIT_EPSILON:
+        if mapped.delta_e(clipped, method="2000", space="lab") < _FIT_LIMIT:
+            low = mapped["chroma"]
+        else:
+            high = mapped["chroma"]
+        mapped["chroma"] = (high + low) * 0.5
+        clipped = mapped.convert("srgb").clip()
+    return clipped
+
+
+def _css_digits(value: float, precision: int) -> float:
+    """coloraide 0.x's number formatting: `precision` significant digits, except that a
+    number with at least that many integer digits keeps its integer part (truncated)."""
+    whole = int(value)
+    digits = 0 if whole == 0 else int(math.log10(abs(whole))) + 1
+    if digits >= precision:
+        return float(whole)
+    scale = 10.0 ** (precision - digits)
+    return math.floor(value * scale + 0.5) / scale
 
 
 def _parse_color_obj(text: object) -> Color:
@@ -130,25 +177,30 @@ def _check_n(n: object) -> int:
     return int(n)
 
 
-def _resolve_colormap(name: str) -> tuple[str, bool]:
-    """(canonical name, reversed) for a colormap name; ValueError listing known names."""
+def _resolve_colormap(name: str) -> tuple[str, bool] | None:
+    """(canonical name, reversed) for a colormap name, None if it is not one."""
     key = name.strip().lower()
     reverse = key.endswith("_r")
     if reverse:
         key = key[:-2]
     key = _ALIASES.get(key, key)
-    if key not in _COLORMAP_ANCHORS:
-        hint = ""
-        try:
-            _parse_color_obj(name)
-            hint = f"; for a single colour write a list: [{name!r}]"
-        except ValueError:
-            pass
+    return (key, reverse) if key in _COLORMAP_ANCHORS else None
+
+
+def _one_colour_or_colormap(name: str, n: int) -> np.ndarray:
+    """A palette given as one string: a colormap, else (as in pdgraster) one colour."""
+    resolved = _resolve_colormap(name)
+    if resolved is not None:
+        return _colormap_lut(*resolved, n)
+    try:
+        _parse_color_obj(name)
+    except ValueError:
         raise ValueError(
             f"unknown colormap {name!r}: known colormaps are "
-            f"{', '.join(known_colormaps())} (each also reversed with '_r'){hint}"
-        )
-    return key, reverse
+            f"{', '.join(known_colormaps())} (each also reversed with '_r'), or give CSS "
+            "colours"
+        ) from None
+    return _colors_lut((name,), n)
 
 
 @lru_cache(maxsize=64)
@@ -176,13 +228,10 @@ def _colors_lut(colors: tuple[str, ...], n: int) -> np.ndarray:
             parsed.append(_parse_color_obj(text))
         except ValueError as exc:
             raise ValueError(f"palette item [{i}]: {exc}") from None
-    lut = np.empty((n, 4), dtype=np.uint8)
-    if len(parsed) == 1:
-        lut[:] = _color_to_rgba(parsed[0])
-    else:
-        gradient = Color.interpolate(parsed, space="lch")
-        for k, t in enumerate(np.linspace(0.0, 1.0, n).tolist()):  # [0.0] when n == 1
-            lut[k] = _color_to_rgba(gradient(t))
+    if len(parsed) == 1:  # pdgraster interpolates a colour with itself
+        parsed = parsed * 2
+    gradient = Color.interpolate(parsed, space="lch", premultiplied=False, hue="shorter")
+    lut = np.array([_color_to_rgba(gradient(k / n)) for k in range(n)], dtype=np.uint8)
     lut.setflags(write=False)
     return lut
 
@@ -190,14 +239,14 @@ def _colors_lut(colors: tuple[str, ...], n: int) -> np.ndarray:
 def build_lut(palette: Sequence[str] | str, n: int = 256) -> np.ndarray:
     """The (n, 4) uint8 RGBA lookup table of a palette (see the module docstring).
 
-    `palette` is a list of >= 1 CSS colours or a colormap name. The array is cached and
-    read-only: copy it before changing it. ValueError for an empty list, a colour that does
-    not parse (naming its index and text) or an unknown colormap (listing the known ones).
+    `palette` is a list of >= 1 CSS colours, one colour, or a colormap name. The array is
+    cached and read-only: copy it before changing it. ValueError for an empty list, a colour
+    that does not parse (naming its index and text) or an unknown name (listing the known
+    colormaps).
     """
     n = _check_n(n)
     if isinstance(palette, str):
-        key, reverse = _resolve_colormap(palette)
-        return _colormap_lut(key, reverse, n)
+        return _one_colour_or_colormap(palette, n)
     if isinstance(palette, Sequence) and not isinstance(palette, (bytes, bytearray)):
         colors = tuple(palette)
         if not colors:

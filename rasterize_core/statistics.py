@@ -8,13 +8,13 @@ fractions of `coverage.coverage_triplets`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from rasterflow.rasterize_core.coverage import coverage_triplets
-from rasterflow.rasterize_core.read import StagedTile
+if TYPE_CHECKING:  # the config imports this module: the reader and the kernel load only
+    from rasterflow.rasterize_core.read import StagedTile  # where tiles are computed
 
 COUNT_KEYWORDS = {"centroids_per_pixel": frozenset({"sum", "count"})}
 AREA_KEYWORDS = {
@@ -27,6 +27,9 @@ COUNT_AGGREGATIONS = frozenset(
 AREA_AGGREGATIONS = frozenset({"sum", "mean", "min", "max", "count"})
 # Aggregations whose empty pixel is 0; all others leave NaN.
 ZERO_WHEN_EMPTY = frozenset({"sum", "count", "nunique"})
+# Count-weighted aggregations that work on a text property (they pick, count or compare
+# values); every other one, and every area-weighted one, does arithmetic.
+TEXT_SAFE_AGGREGATIONS = frozenset({"first", "last", "nunique", "count"})
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,13 @@ class Grid(NamedTuple):
     def pixel_size(self) -> tuple[float, float]:
         left, bottom, right, top = self.bounds
         return (right - left) / self.shape[1], (top - bottom) / self.shape[0]
+
+
+def needs_numbers(spec: StatSpec) -> bool:
+    """Whether the statistic's property must be numeric (checked where the tile is read)."""
+    if spec.property in COUNT_KEYWORDS or spec.property in AREA_KEYWORDS:
+        return False
+    return spec.weight_by == "area" or spec.aggregation not in TEXT_SAFE_AGGREGATIONS
 
 
 def empty_value(aggregation: str) -> float:
@@ -88,6 +98,8 @@ def centroid_pixels(tile: StagedTile, grid: Grid) -> np.ndarray:
 def _triplets_if_needed(tile: StagedTile, specs: list[StatSpec], grid: Grid):
     if not any(spec.weight_by == "area" for spec in specs):
         return None
+    from rasterflow.rasterize_core.coverage import coverage_triplets  # numba: workers only
+
     return coverage_triplets(tile.geometries, grid.bounds, grid.shape)
 
 
@@ -134,6 +146,11 @@ def _area_weighted(
         total = np.bincount(pixels, weights=fraction * values, minlength=size)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(weight > 0, total / weight, np.nan)
+    if aggregation not in ("min", "max"):
+        raise ValueError(
+            f"aggregation {aggregation!r} is not one of the area-weighted ones: "
+            f"{sorted(AREA_AGGREGATIONS)}"
+        )
     band = np.full(size, np.nan)
     reduce_at = np.fmin.at if aggregation == "min" else np.fmax.at
     reduce_at(band, pixels, values)

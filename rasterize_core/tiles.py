@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import morecantile
+import pyproj
 
 DEFAULT_PATH_STRUCTURE = ("style", "tms", "z", "x", "y")
 MAX_EDGE_SHIFT_PX = 0.01  # our tile edges vs the registry's, where its cell sizes are rounded
@@ -62,8 +63,16 @@ def xy_bounds(tms_id: str, tile: Tile) -> tuple[float, float, float, float]:
             left + (tile.x + 1) * width, top - tile.y * height)  # fmt: skip
 
 
+@lru_cache(maxsize=16)
+def tms_crs(tms_id: str) -> pyproj.CRS:
+    """The grid's CRS, built from morecantile's public API: the registry's own CRS string
+    (`crs.srs`, e.g. an EPSG URI), which gives back exactly the CRS morecantile holds (a round
+    trip through WKT does not: it drops WebMercatorQuad's datum ensemble)."""
+    return pyproj.CRS.from_user_input(get_tms(tms_id).crs.srs)
+
+
 def tms_crs_wkt(tms_id: str) -> str:
-    return get_tms(tms_id).crs._pyproj_crs.to_wkt()
+    return get_tms(tms_id).crs.to_wkt()
 
 
 def tile_path(

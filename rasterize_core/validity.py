@@ -9,8 +9,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 import shapely
+from shapely import GeometryType
 
-POLYGON, MULTIPOLYGON = 3, 6  # shapely geometry type ids
+POLYGONAL = (GeometryType.POLYGON, GeometryType.MULTIPOLYGON)
 
 
 def find_invalid(geoms, flat):
@@ -21,7 +22,7 @@ def find_invalid(geoms, flat):
     present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
     one_ring = np.flatnonzero(np.diff(geom_ring_offsets) == 1)
     candidates = geom_ids[one_ring]
-    one_part = np.isin(shapely.get_type_id(geoms[candidates]), (POLYGON, MULTIPOLYGON))
+    one_part = np.isin(shapely.get_type_id(geoms[candidates]), POLYGONAL)
     one_part &= shapely.get_num_geometries(geoms[candidates]) == 1
     rings = geom_ring_offsets[one_ring[one_part]]
     simple = _simple_rings(coords[:, 0].copy(), coords[:, 1].copy(), ring_offsets, rings)

@@ -1,11 +1,12 @@
 """Web tiles: colour one band through a palette lookup table and write it as an RGBA PNG.
 
-`colorize` maps values to LUT entries: values are clipped to `val_range` and scaled linearly,
-entry = round((v - lo) / (hi - lo) * (n - 1)), rounded half up, so each of the n colours
-covers an equal share of the range (the end colours half a share each). NaN and values equal
-to `nodata_val` get `nodata_rgba`. With lo == hi every value >= hi gets the top colour and
-every value below it the bottom one (a level whose values are all equal shows the palette's
-top colour). +inf and -inf clip to the top and bottom colours.
+`colorize` maps values to LUT entries as pdgraster's `WebImage` does: values are clipped to
+`val_range`, scaled linearly and truncated, entry = int((v - lo) * ((n - 1) / (hi - lo))), so
+the last entry is reached only at hi. NaN and values equal to `nodata_val` get `nodata_rgba`
+(PDG has no answer for NaN without a nodata value: it fails). With lo == hi every value >= hi
+gets the top colour and every value below it the bottom one, where PDG divides by zero (a
+level whose values are all equal shows the palette's top colour). +inf and -inf clip to the
+top and bottom colours.
 """
 
 from __future__ import annotations
@@ -78,14 +79,18 @@ def colorize(
     table32 = table.view(np.uint32).reshape(-1)
 
     if hi > lo:
-        with np.errstate(over="ignore"):  # huge values or tiny ranges overflow to inf: clipped
-            pos = values - lo
-            pos /= hi - lo
-            pos *= top
-        np.fmax(pos, 0.0, out=pos)  # fmax/fmin also turn NaN into 0 (masked below)
+        # PDG's arithmetic, in its order (clip, subtract, times top / range, truncate), so a
+        # value on an entry's edge falls on the same side as in PDG's tiles.
+        pos = np.clip(values, lo, hi)  # NaN stays NaN: masked below
+        pos -= lo
+        with np.errstate(over="ignore"):  # a tiny range overflows to inf: clipped below
+            pos *= np.float64(top) / np.float64(hi - lo)
         np.fmin(pos, float(top), out=pos)
-        pos += 0.5
+        np.fmax(pos, 0.0, out=pos)  # also turns NaN into 0 (masked below)
         index = pos.astype(np.intp)  # truncation of a non-negative number: floor
+        # hi itself is the last entry, even where (hi - lo) * (top / (hi - lo)) rounds below
+        # top (PDG's float arithmetic then picks the entry before it)
+        np.putmask(index, values >= hi, top)
     else:
         index = np.where(values >= hi, top, 0)
     np.putmask(index, nodata, top + 1)

@@ -1,32 +1,67 @@
-"""Fixture factories: build exactly the staged input a test needs, and truth from shapely."""
+"""Fixtures for every test, markers derived from the folder, and the guards of the one
+import name. Helpers live in tests/helpers/: tests import those, never this file."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import shutil
-import subprocess
-import time
+import sys
 from pathlib import Path
 
 import geopandas as gpd
-import numpy as np
 import pyogrio
 import pytest
-import shapely
 
-from rasterflow.rasterize_core.tiles import Tile, xy_bounds
-from rasterflow.workflow.demo.synthetic import IWP_STATISTICS  # noqa: F401 (tests import it from here)
+from rasterflow.rasterize_core.tiles import Tile
+from tests.helpers.configs import write_config
+from tests.helpers.paths import THREADS_SITE
+from tests.helpers.real_data import real_data_missing
+from tests.helpers.slurm import slurm_unusable
+from tests.helpers.stac import OfflineValidator
 
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pdg-iwp-staged"
-REAL_POLYGONS = 14281
+# Subprocesses (drivers, `python -c`, job scripts) must not put their working directory on
+# sys.path: from the checkout root it would import a second copy of the bare folders.
+os.environ["PYTHONSAFEPATH"] = "1"
+
+BARE_NAMES = ("workflow", "executors", "rasterize_core")
+TESTS = Path(__file__).resolve().parent
+# Folder → markers. Integration tests run real Parsl pipelines; system tests need real
+# outside parts (Slurm, the stand-in PBS, a Globus Compute engine, a browser).
+FOLDER_MARKERS = {
+    "unit": ("unit",),
+    "integration": ("integration", "slow"),
+    "system": ("system", "slow"),
+}
 
 
-def requires_real_data():
-    return pytest.mark.skipif(
-        not REAL_DATA.is_dir(), reason=f"real staged tiles not found at {REAL_DATA}"
+def pytest_collection_modifyitems(config, items):
+    missing = real_data_missing()
+    for item in items:
+        folder = Path(item.path).resolve().relative_to(TESTS).parts[0]
+        for name in FOLDER_MARKERS.get(folder, ()):
+            item.add_marker(name)
+        if missing and item.get_closest_marker("real_data"):
+            item.add_marker(pytest.mark.skip(reason=missing))
+
+
+def bare_modules() -> list[str]:
+    return sorted(
+        name
+        for name in sys.modules
+        if name in BARE_NAMES or name.startswith(tuple(f"{bare}." for bare in BARE_NAMES))
     )
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The session fails if anything imported the bare folders: a second copy of a module."""
+    found = bare_modules()
+    if found:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = f"bare module names imported (use rasterflow.*): {', '.join(found)}"
+        if reporter is not None:
+            reporter.write_line(f"ERROR: {message}", red=True)
+        else:
+            print(f"ERROR: {message}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture
@@ -51,23 +86,6 @@ def write_staged(tmp_path):
     return write
 
 
-def write_config(root: Path, **overrides) -> Path:
-    """A PDG config file in `root` with its outputs beside it (staged tiles in root/staged
-    unless overridden); returns its path."""
-    config = {
-        "dir_staged": str(root / "staged"),
-        "dir_geotiff": str(root / "geotiff"),
-        "dir_web_tiles": str(root / "web_tiles"),
-        "filename_rasterization_events": str(root / "events.csv"),
-        "filename_rasters_summary": str(root / "summary.csv"),
-        "tms_id": "WorldCRS84Quad",
-        "statistics": IWP_STATISTICS,
-    } | overrides
-    path = root / "config.json"
-    path.write_text(json.dumps(config))
-    return path
-
-
 @pytest.fixture
 def make_config(tmp_path):
     """Factory: `write_config` under tmp_path (or another root)."""
@@ -78,83 +96,6 @@ def make_config(tmp_path):
     return make
 
 
-def pixel_boxes(bounds, shape) -> np.ndarray:
-    """The (h, w) shapely boxes of a grid over `bounds`, row 0 at the top."""
-    left, bottom, right, top = bounds
-    h, w = shape
-    xs = np.linspace(left, right, w + 1)
-    ys = np.linspace(top, bottom, h + 1)
-    x0, y0 = np.meshgrid(xs[:-1], ys[:-1])
-    x1, y1 = np.meshgrid(xs[1:], ys[1:])
-    return shapely.box(x0, y1, x1, y0)
-
-
-def exact_coverage(polygons, bounds, shape) -> np.ndarray:
-    """Σ area(polygon ∩ pixel) / area(pixel), by shapely, over a grid (independent truth)."""
-    boxes = pixel_boxes(bounds, shape).ravel()
-    polygons = shapely.make_valid(np.asarray(polygons, dtype=object))
-    tree = shapely.STRtree(boxes)
-    poly_idx, box_idx = tree.query(polygons, predicate="intersects")
-    areas = shapely.area(shapely.intersection(polygons[poly_idx], boxes[box_idx]))
-    total = np.bincount(box_idx, weights=areas, minlength=boxes.size)
-    return (total / shapely.area(boxes)).reshape(shape)
-
-
-def file_digests(root: Path, pattern: str) -> dict[str, str]:
-    """sha256 of every file under root matching pattern, keyed by its path below root."""
-    return {
-        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(root.rglob(pattern))
-    }
-
-
-def tile_box(tile: Tile, tms_id: str = "WorldCRS84Quad"):
-    return shapely.box(*xy_bounds(tms_id, tile))
-
-
-# --- the CI's single-node Slurm (.ci/slurm_up.sh) -----------------------------------
-
-_CONTROLLER_DOWN: list[str] = []
-
-
-def _down(reason: str) -> str:
-    _CONTROLLER_DOWN.append(reason)
-    return reason
-
-
-def slurm_unusable(wait: float = 120.0) -> str | None:
-    """Why the CI Slurm cannot be used here, or None once a node of `debug` is idle.
-
-    A node still busy (the previous test's job completing) is waited for, up to `wait` s.
-    """
-    if _CONTROLLER_DOWN:  # sinfo takes ~10 s to give up: ask once per session
-        return _CONTROLLER_DOWN[0]
-    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
-        return "Slurm is not installed (no sinfo/sbatch on PATH); start it with .ci/slurm_up.sh"
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            out = subprocess.run(
-                ["sinfo", "-h", "-N", "-p", "debug", "-o", "%N %T"],
-                capture_output=True,
-                text=True,
-                timeout=15,
-            )
-        except subprocess.TimeoutExpired:
-            return _down("sinfo timed out: is slurmctld running? (.ci/slurm_up.sh)")
-        if out.returncode != 0:
-            return _down(
-                f"sinfo failed ({out.stderr.strip()}): is slurmctld running? (.ci/slurm_up.sh)"
-            )
-        states = out.stdout.split()[1::2]
-        if any(s in ("idle", "mixed") for s in states):  # "idle*": not answering
-            return None
-        busy = any(s in ("allocated", "completing") for s in states)
-        if not busy or time.monotonic() > deadline:
-            return f"no idle node in partition debug (sinfo: {out.stdout.strip() or 'nothing'})"
-        time.sleep(0.5)
-
-
 @pytest.fixture
 def slurm_cluster():
     reason = slurm_unusable()
@@ -162,3 +103,31 @@ def slurm_cluster():
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true, so Slurm must be usable here: {reason}")
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """One run of the demo's sample (threads site, `cog: true`, products published) for every
+    test that only reads it (a `tests.helpers.samples.DemoRun`). A test that changes it uses
+    `demo_copy`."""
+    from tests.helpers.samples import run_demo_sample  # the engine, only when a test runs it
+
+    return run_demo_sample(tmp_path_factory.mktemp("demo-run"), THREADS_SITE)
+
+
+@pytest.fixture
+def demo_copy(demo_run, tmp_path) -> Path:
+    """A private copy of the shared demo run; returns its config path."""
+    from tests.helpers.samples import copy_run
+
+    return copy_run(demo_run.sample.root, tmp_path / "demo")
+
+
+@pytest.fixture
+def offline_validator(monkeypatch) -> OfflineValidator:
+    """pystac validates with the vendored schemas only (it fails where it would go online)."""
+    from pystac.validation import RegisteredValidator
+
+    validator = OfflineValidator()
+    monkeypatch.setattr(RegisteredValidator, "_validator", validator)
+    return validator

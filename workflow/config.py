@@ -1,20 +1,33 @@
 """PDG JSON config -> frozen, validated models, before anything runs.
 
-The same keys and meanings as PDG's staging/raster/workflow tools, so an
-existing config runs unchanged. Keys only those tools use are accepted and
-ignored; any other key is an error with its path and a "did you mean" hint.
+The same keys, defaults and meanings as PDG's staging/raster/workflow tools, so an
+existing config runs unchanged. Keys only those tools use (`pdg_keys.PDG_KEYS`) are
+accepted and ignored, and named once at load; any other key is an error with its path
+and a "did you mean" hint. The input mapping is kept (`input_mapping`) so that
+`__updated.json` can write every key back, as PDG does.
 """
 
 from __future__ import annotations
 
 import builtins
+import copy
 import difflib
 import json
+import logging
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from rasterflow.rasterize_core import palette as palettes
 from rasterflow.rasterize_core.errors import ConfigError
@@ -26,27 +39,29 @@ from rasterflow.rasterize_core.statistics import (
     COUNT_KEYWORDS,
 )
 from rasterflow.rasterize_core.tiles import available_tms, get_tms, grid_problem
+from rasterflow.workflow import pdg_keys
 
-# Keys that PDG's staging, 3D-tiles and workflow tools read: accepted, unused here.
-IGNORED_KEYS = frozenset(
-    {
-        "enable_3dtiles", "enable_raster", "enable_web_tiles", "enable_staging",
-        "generate_wmtsCapabilities", "title", "doi", "simplify_tolerance", "input_crs",
-        "version", "geometricError", "z_coord", "dir_input", "dir_3dtiles", "dir_footprints",
-        "dir_output", "ext_input", "ext_footprints", "filename_staging_summary",
-        "deduplicate_keep_rules", "deduplicate_overlap_tolerance", "deduplicate_overlap_both",
-        "deduplicate_centroid_tolerance", "deduplicate_distance_crs",
-        "deduplicate_clip_to_footprint", "dir_web_tiles_3d", "tile_size_3d",
-    }
-)  # fmt: skip
+log = logging.getLogger(__name__)
 
 FROZEN = ConfigDict(extra="forbid", frozen=True)
 ValRange = tuple[float | None, float | None]
 
 
+def ordered_range(value: ValRange | None) -> ValRange | None:
+    """A range whose two ends are set must read [min, max] (PDG would paint it inverted)."""
+    if value is not None and None not in value and value[0] > value[1]:  # type: ignore[operator]
+        raise ValueError(f"{list(value)} is reversed: write [min, max]")
+    return value
+
+
 class ZConfig(BaseModel):
     model_config = FROZEN
     val_range: ValRange | None = None
+
+    @field_validator("val_range")
+    @classmethod
+    def _ordered(cls, value: ValRange | None) -> ValRange | None:
+        return ordered_range(value)
 
 
 class Statistic(BaseModel):
@@ -59,9 +74,15 @@ class Statistic(BaseModel):
     resampling_method: str = "average"
     val_range: ValRange = (None, None)
     z_config: dict[int, ZConfig] = Field(default_factory=dict)
-    palette: list[str] | str = Field(default_factory=lambda: ["#ffffff", "#000000"])
-    nodata_val: float | None = 0
-    nodata_color: str = "#ffffff00"
+    palette: list[str] | str = Field(default_factory=lambda: list(pdg_keys.DEFAULT_PALETTE))
+    # PDG merges a statistic shallowly: one that omits nodata_val masks no value (None).
+    nodata_val: float | None = None
+    nodata_color: str = pdg_keys.DEFAULT_NODATA_COLOR
+
+    @field_validator("val_range")
+    @classmethod
+    def _ordered(cls, value: ValRange) -> ValRange:
+        return ordered_range(value)  # type: ignore[return-value]
 
     @field_validator("palette", mode="before")
     @classmethod
@@ -90,31 +111,37 @@ class Statistic(BaseModel):
             )
         return value
 
-    @model_validator(mode="after")
-    def _property_fits_weight(self) -> Statistic:
-        keywords = AREA_KEYWORDS if self.weight_by == "area" else COUNT_KEYWORDS
-        wrong = COUNT_KEYWORDS if self.weight_by == "area" else AREA_KEYWORDS
-        if self.property in wrong:
+    @field_validator("property")
+    @classmethod
+    def _property_fits_weight(cls, value: str, info: ValidationInfo) -> str:
+        weight = info.data.get("weight_by")
+        wrong, needed = (AREA_KEYWORDS, "area") if weight == "count" else (COUNT_KEYWORDS, "count")
+        if weight is not None and value in wrong:
+            raise ValueError(f"property {value!r} needs weight_by {needed}")
+        return value
+
+    @field_validator("aggregation_method")
+    @classmethod
+    def _known_aggregation(cls, value: str, info: ValidationInfo) -> str:
+        weight, prop = info.data.get("weight_by"), info.data.get("property")
+        general = AREA_AGGREGATIONS if weight == "area" else COUNT_AGGREGATIONS
+        keywords = AREA_KEYWORDS if weight == "area" else COUNT_KEYWORDS
+        allowed = keywords.get(prop, general) if prop is not None else general
+        if weight is not None and value not in allowed:
             raise ValueError(
-                f"property {self.property!r} needs weight_by "
-                f"{'count' if self.weight_by == 'area' else 'area'}"
+                f"aggregation {value!r} is not available for property {prop!r} with "
+                f"weight_by {weight}; one of {sorted(allowed)}"
             )
-        allowed = keywords.get(self.property)
-        if allowed is None:
-            allowed = AREA_AGGREGATIONS if self.weight_by == "area" else COUNT_AGGREGATIONS
-        if self.aggregation_method not in allowed:
-            raise ValueError(
-                f"aggregation {self.aggregation_method!r} is not available for property "
-                f"{self.property!r} with weight_by {self.weight_by}; one of {sorted(allowed)}"
-            )
-        return self
+        return value
 
     def val_range_at(self, z: int) -> ValRange:
-        """The configured range at zoom z: z_config first, else the general one."""
+        """The configured range at zoom z: z_config first, else the general one; a `None`
+        end of a z_config range takes the general range's end (PDG's `sub_general`)."""
         override = self.z_config.get(z)
-        if override is not None and override.val_range is not None:
-            return override.val_range
-        return self.val_range
+        if override is None or override.val_range is None:
+            return self.val_range
+        lo, hi = override.val_range
+        return (self.val_range[0] if lo is None else lo, self.val_range[1] if hi is None else hi)
 
     @builtins.property  # the field `property` shadows the builtin here
     def needed_column(self) -> str | None:
@@ -125,6 +152,8 @@ class Statistic(BaseModel):
 
 class RasterflowConfig(BaseModel):
     model_config = FROZEN
+    # For "did you mean": PDG's keys that rasterflow accepts and ignores (set below).
+    HINT_KEYS: ClassVar[frozenset[str]] = frozenset()
 
     dir_staged: Path = Path("staged")
     dir_geotiff: Path = Path("geotiff")
@@ -134,32 +163,32 @@ class RasterflowConfig(BaseModel):
     filename_rasterization_events: Path = Path("rasterization_events.csv")
     filename_rasters_summary: Path = Path("rasters_summary.csv")
     filename_config: Path = Path("config.json")
-    tms_id: str = "WorldCRS84Quad"
+    tms_id: str = "WGS1984Quad"  # current PDG's default (morecantile has it by that name)
     tile_path_structure: tuple[str, ...] = ("style", "tms", "z", "x", "y")
     z_range: tuple[int, int] = (0, 13)
     tile_size: tuple[int, int] = (256, 256)
     statistics: tuple[Statistic, ...] = Field(default_factory=lambda: DEFAULT_STATISTICS)
+    # The staging columns rasterflow reads; PDG's other `prop_*` keys are ignored.
     prop_centroid_x: str = "staging_centroid_x"
     prop_centroid_y: str = "staging_centroid_y"
-    prop_area: str = "staging_area"
-    prop_tile: str = "staging_tile"
-    prop_centroid_tile: str = "staging_centroid_tile"
-    prop_filename: str = "staging_filename"
-    prop_identifier: str = "staging_identifier"
-    prop_centroid_within_tile: str = "staging_centroid_within_tile"
     prop_duplicated: str = "staging_duplicated"
     deduplicate_at: tuple[str, ...] | None = None
     deduplicate_method: Literal["neighbor", "footprints"] | None = None
     overwrite: bool = False
     cog: bool = False  # Cloud-Optimized GeoTIFFs
     stac: bool = False  # a STAC catalog of the outputs, beside dir_geotiff
+    web_tiles: bool = True  # pre-render PNGs; false: `rasterflow serve` colours on the fly
+    strict: bool = False  # a tile with odd rows (skipped geometries) fails instead
+
+    # The mapping the config was read from, every key kept (PDG-only ones too).
+    _input: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @field_validator("tms_id")
     @classmethod
     def _known_tms(cls, value: str) -> str:
         if value not in available_tms():
             hint = difflib.get_close_matches(value, available_tms(), n=1)
-            more = f"; did you mean {hint[0]!r}?" if hint else f"; one of {available_tms()}"
+            more = f"; did you mean `{hint[0]}`?" if hint else f"; one of {available_tms()}"
             raise ValueError(f"unknown TMS {value!r}{more}")
         return value
 
@@ -198,11 +227,15 @@ class RasterflowConfig(BaseModel):
         names = [stat.name for stat in self.statistics]
         if len(set(names)) != len(names) or not names:
             raise ValueError(f"statistics need unique names, at least one: {names}")
+        stray = [f"statistics[{i}].z_config[{z}]" for i, stat in enumerate(self.statistics)
+                 for z in sorted(stat.z_config) if not z_min <= z <= z_max]  # fmt: skip
+        if stray:
+            raise ValueError(f"{', '.join(stray)}: zoom outside z_range {list(self.z_range)}")
         return self
 
     @property
     def deduplicate(self) -> bool:
-        return bool(self.deduplicate_at) and "raster" in self.deduplicate_at
+        return self.deduplicate_at is not None and "raster" in self.deduplicate_at
 
     @property
     def z_min(self) -> int:
@@ -216,27 +249,35 @@ class RasterflowConfig(BaseModel):
     def stat_names(self) -> list[str]:
         return [stat.name for stat in self.statistics]
 
+    def input_mapping(self) -> dict[str, Any]:
+        """A copy of the mapping this config was read from (every key, PDG-only ones too);
+        for a config built in code, its fields that were set."""
+        if self._input:
+            return copy.deepcopy(self._input)
+        return self.model_dump(mode="json", exclude_unset=True)
+
+    def ignored_keys(self) -> list[str]:
+        """The input's PDG keys that rasterflow has no use for."""
+        return sorted(key for key in self._input if key in IGNORED_KEYS)
+
     def updated_config_path(self) -> Path:
         path = self.filename_config
         return path.with_name(f"{path.stem}__updated{path.suffix or '.json'}")
 
 
-DEFAULT_STATISTICS = (
-    Statistic(
-        name="polygon_count", weight_by="count", property="centroids_per_pixel",
-        aggregation_method="sum", resampling_method="sum", val_range=(0, None),
-    ),
-    Statistic(
-        name="coverage", weight_by="area", property="area_per_pixel_area",
-        aggregation_method="sum", resampling_method="average", val_range=(0, 1),
-    ),
-)  # fmt: skip
+# Accepted and ignored: every key a PDG version knew that is not a field here.
+IGNORED_KEYS = pdg_keys.PDG_KEYS - set(RasterflowConfig.model_fields)
+RasterflowConfig.HINT_KEYS = IGNORED_KEYS
+
+DEFAULT_STATISTICS: tuple[Statistic, ...] = tuple(
+    Statistic.model_validate(s) for s in pdg_keys.DEFAULT_STATISTICS
+)
 
 
 def load_config(path: str | Path) -> RasterflowConfig:
     """Read and validate a PDG config file; raise ConfigError naming every bad key."""
     raw = read_config_json(path)
-    raw.setdefault("filename_config", str(path))
+    raw.setdefault("filename_config", str(path))  # as PDG does for a config read from a file
     return parse_config(raw, str(path))
 
 
@@ -255,47 +296,16 @@ def read_config_json(path: str | Path) -> dict[str, Any]:
 
 
 def parse_config(raw: dict[str, Any], source: str = "<config>") -> RasterflowConfig:
-    """Validate a config dict (PDG keys); raise ConfigError with key paths and hints."""
+    """Validate a config dict (PDG keys); raise ConfigError with key paths and hints.
+
+    The input's PDG-only keys are named in one log line (the `rasterflow` logger)."""
     used = {key: value for key, value in raw.items() if key not in IGNORED_KEYS}
     try:
-        return RasterflowConfig.model_validate(used)
+        config = RasterflowConfig.model_validate(used)
     except ValidationError as err:
-        raise ConfigError(source, [describe_error(e, used) for e in err.errors()]) from None
-
-
-def describe_error(error: dict[str, Any], raw: dict[str, Any]) -> str:
-    """One line for one pydantic error: `statistics[1].property: problem (hint)`."""
-    loc = [part for part in error["loc"] if not _is_union_tag(part)]
-    path = format_key_path(loc)
-    if error["type"] == "extra_forbidden":
-        siblings = _known_keys_at(loc[:-1], raw)
-        hint = difflib.get_close_matches(str(loc[-1]), siblings, n=1)
-        suffix = f"; did you mean {hint[0]!r}?" if hint else ""
-        return f"{path}: unknown key{suffix}"
-    message = error["msg"].removeprefix("Value error, ")
-    return f"{path}: {message}" if path else message
-
-
-def format_key_path(loc: list[Any]) -> str:
-    """`statistics[1].z_config[13].val_range`: list indexes and z levels in brackets."""
-    text = ""
-    for part in loc:
-        indexed = isinstance(part, int) or str(part).isdigit()
-        text += f"[{part}]" if indexed else (f".{part}" if text else str(part))
-    return text
-
-
-def _is_union_tag(part: Any) -> bool:
-    return isinstance(part, str) and part in {"list[str]", "str"}
-
-
-def _known_keys_at(loc: list[Any], raw: dict[str, Any]) -> list[str]:
-    """Key names valid at `loc` (top level, a statistic, or a z_config entry)."""
-    fields = {
-        "statistics": Statistic.model_fields,
-        "z_config": ZConfig.model_fields,
-    }
-    named = [part for part in loc if isinstance(part, str) and part in fields]
-    if not named:
-        return list(RasterflowConfig.model_fields) + sorted(IGNORED_KEYS)
-    return list(fields[named[-1]])
+        raise ConfigError.from_validation(source, err, RasterflowConfig) from None
+    config._input = copy.deepcopy(raw)
+    ignored = config.ignored_keys()
+    if ignored:
+        log.info("%s: PDG keys rasterflow does not use, ignored: %s", source, ", ".join(ignored))
+    return config

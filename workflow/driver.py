@@ -1,11 +1,16 @@
-"""The driver: wrap the apps with `python_app`, feed batches level by level
-through a bounded window of futures, and fold what finishes into the records.
+"""The driver: feed batches level by level through a bounded window of futures, and fold
+what finishes into the journal, the level's checksums and its value ranges.
 
-A parent batch is submitted once the child batches that made its children are
-done, so its tiles can be checked against what those children became (resume),
-and a failed child batch only leaves its tiles missing instead of cancelling
-every parent above it, as a failed Parsl dependency would. Web tiles of a level
-go once the whole level is done: its value ranges come from its summaries.
+A parent batch is prepared once the child batches that made its children are done, so
+its tiles can be checked against what those children became (resume), and a failed
+child batch only leaves its tiles missing instead of cancelling every parent above it,
+as a failed Parsl dependency would. Web tiles of a level go once the whole level is
+done: its value ranges come from its summaries, folded as its batches finished.
+
+What the driver holds does not grow with the rows: the plan's arrays, per level in
+progress a few arrays (`LevelState`, ~20 bytes a tile), the window of futures and the
+journal's buffer. The apps come from `launch`, called at the first batch that has work:
+a rerun with nothing to do never starts Parsl.
 """
 
 from __future__ import annotations
@@ -16,31 +21,91 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from parsl import python_app
+import numpy as np
 
-from rasterflow.rasterize_core.tiles import Tile
-from rasterflow.workflow import tasks
+from rasterflow.rasterize_core.errors import TileInputError
+from rasterflow.workflow.apps import run_packed
+from rasterflow.workflow.batches import (
+    TileBatch,
+    TileResults,
+    failed_results,
+    pack_call,
+    unpacked,
+    with_driver_columns,
+)
 from rasterflow.workflow.config import RasterflowConfig
 from rasterflow.workflow.lock import HEARTBEAT_S
-from rasterflow.workflow.plan import Batch, Plan
+from rasterflow.workflow.parsl_session import try_count
+from rasterflow.workflow.plan import MAX_BATCH_TILES, WEB_BATCH_FACTOR, Plan
 from rasterflow.workflow.progress import RunProgress
-from rasterflow.workflow.records import RunRecords
-from rasterflow.workflow.resume import Fingerprints
-from rasterflow.workflow.value_ranges import RANGE_COLUMNS, Ranges, level_ranges
+from rasterflow.workflow.records import RecordsReader, RunRecords, column
+from rasterflow.workflow.resume import (
+    LevelRows,
+    Outputs,
+    config_seeds,
+    parent_fingerprints,
+    rasterize_fingerprints,
+    up_to_date,
+    web_seed,
+    webtile_fingerprints,
+)
+from rasterflow.workflow.steps import Step
+from rasterflow.workflow.value_ranges import Observed, Ranges, fill_stats, fold, level_ranges
 
 log = logging.getLogger(__name__)
 
 
+class Apps(Protocol):
+    """The three batch apps, each returning a future of `TileResults`."""
+
+    def rasterize(self, batch: TileBatch, sources: list[str], config) -> Future: ...
+    def parents(self, batch: TileBatch, config) -> Future: ...
+    def webtiles(self, batch: TileBatch, config, ranges: dict) -> Future: ...
+
+
+class ParslApps:
+    """The batch apps as one Parsl app of a loaded DataFlowKernel, calls and results as
+    pickle bytes (`apps.run_packed`). Parsl is imported only here, when a run has work:
+    a rerun with nothing to do loads neither Parsl's apps nor the rasterizing libraries."""
+
+    def __init__(self, dfk):
+        from parsl import python_app
+
+        self._app = python_app(run_packed, data_flow_kernel=dfk)
+
+    def rasterize(self, batch, sources, config) -> Future:
+        return self._app(pack_call("rasterize", batch, sources, config))
+
+    def parents(self, batch, config) -> Future:
+        return self._app(pack_call("parents", batch, config))
+
+    def webtiles(self, batch, config, ranges) -> Future:
+        return self._app(pack_call("webtiles", batch, config, ranges))
+
+
 @dataclass
 class Submitted:
-    step: str
-    batch: Batch
-    tiles: list[Tile]
-    fingerprints: dict[Tile, str]
+    step: Step
+    z: int
+    batch: int  # its batch in the plan's level (-1: web tiles)
+    index: np.ndarray  # the tiles, by index in the level
+    fingerprints: np.ndarray
     whole: Submitted | None = None  # the lost batch this tile was split from
     tries_before: int = 0  # tries that batch took
     pieces_left: int = 0  # of a split batch: tiles not back yet
+
+
+@dataclass
+class LevelState:
+    """A level in progress: its raster rows as found, checksums now, what this run wrote."""
+
+    rows: LevelRows
+    batches_left: int
+    rewritten: np.ndarray  # GeoTIFF written ok by this run
+    observed: Observed = field(default_factory=dict)  # this run's summary rows, folded
+    waiting: np.ndarray | None = None  # parents: per batch, child batches not done yet
 
 
 @dataclass
@@ -48,143 +113,268 @@ class Driver:
     config: RasterflowConfig
     plan: Plan
     records: RunRecords
-    fingerprints: Fingerprints
+    found: RecordsReader  # the records as the run found them
     run_id: str
     progress: RunProgress
     window: int
+    launch: Callable[[], Apps]  # starts the executor: called at the first batch with work
     heartbeat: Callable[[], None] = lambda: None
-    watch: Callable[[], None] = lambda: None  # raises if Parsl can no longer finish anything
+    watch: Callable[[], None] = lambda: None  # raises if the executor can finish no more
+    overwrite: bool = False  # redo every tile whatever its row says
     ranges: Ranges = field(default_factory=dict)
     notes: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self._rasterize = python_app(tasks.rasterize_batch)
-        self._parents = python_app(tasks.parents_batch)
-        self._webtiles = python_app(tasks.webtiles_batch)
-        self._batches = {b.id: b for level in self.plan.batches.values() for b in level}
-        self._waiting_on = {b.id: set(b.depends_on) for b in self._batches.values()}
-        self._dependents: dict[int, list[int]] = {}
-        for batch in self._batches.values():
-            for dep in batch.depends_on:
-                self._dependents.setdefault(dep, []).append(batch.id)
-        self._level_left = {z: len(batches) for z, batches in self.plan.batches.items()}
+        self._seeds = config_seeds(self.config)
+        self._outputs = Outputs(self.config)
+        self._states: dict[int, LevelState] = {}
         self._urgent: deque[Submitted] = deque()  # parents and web tiles: keep levels moving
-        self._fresh: deque[Submitted] = deque()  # z-max batches
+        self._next_top = 0  # the next z-max batch to prepare
         self._outstanding: dict[Future, Submitted] = {}
+        self._apps: Apps | None = None
+        self._last_beat = time.time()
+
+    @property
+    def started_executor(self) -> bool:
+        return self._apps is not None
 
     def run(self) -> None:
-        for batch in self.plan.batches[self.plan.z_max]:
-            self._prepare("rasterize", batch)
+        self._fail_outside_grid()
         self._close_empty_levels()
-        last_beat = time.time()
-        while self._urgent or self._fresh or self._outstanding:
+        while True:
             self._fill_window()
-            finished, _ = wait(list(self._outstanding), timeout=5, return_when=FIRST_COMPLETED)
+            if not self._outstanding:
+                break
+            finished, _ = wait(list(self._outstanding), timeout=1.0, return_when=FIRST_COMPLETED)
             for future in finished:
                 self._collect(future, self._outstanding.pop(future))
+            self._tick()
+
+    def _tick(self) -> None:
+        self.records.flush_if_due()
+        if self._apps is not None:
             self.watch()
-            if time.time() - last_beat > HEARTBEAT_S:
-                self.heartbeat()
-                last_beat = time.time()
+        if time.time() - self._last_beat > HEARTBEAT_S:
+            self.heartbeat()
+            self._last_beat = time.time()
 
-    # -- submitting ---------------------------------------------------------
-    def _prepare(self, step: str, batch: Batch) -> None:
-        """Queue the batch's tiles that need work; a batch with none is done at once."""
-        todo = self.fingerprints.todo(step, batch.tiles, self.ranges.get(batch.z))
-        self.progress.add_total(step, batch.z, len(batch.tiles))
-        self.progress.skip(step, batch.z, len(batch.tiles) - len(todo))
-        if not todo:
-            self._finish(step, batch)
-            return
-        queue = self._fresh if step == "rasterize" else self._urgent
-        queue.append(Submitted(step, batch, list(todo), todo))
-
+    # -- preparing --------------------------------------------------------------------------
     def _fill_window(self) -> None:
-        while len(self._outstanding) < self.window and (self._urgent or self._fresh):
-            item = (self._urgent or self._fresh).popleft()
-            self._outstanding[self._submit(item)] = item
+        top = self.plan.levels[self.plan.z_max]
+        while len(self._outstanding) < self.window:
+            if self._urgent:
+                self._submit(self._urgent.popleft())
+            elif self._next_top < top.n_batches:
+                self._next_top += 1
+                self._prepare(Step.RASTERIZE, self.plan.z_max, self._next_top - 1)
+                if self._next_top % 256 == 0:
+                    self._tick()  # a long stretch of up-to-date batches
+            else:
+                return
 
-    def _submit(self, item: Submitted) -> Future:
-        if item.step == "rasterize":
-            sources = [self.plan.sources[t] for t in item.tiles]
-            return self._rasterize(item.tiles, sources, self.config)
-        if item.step == "parent":
-            return self._parents(item.tiles, self.config)
-        return self._webtiles(item.tiles, self.config, self.ranges[item.batch.z])
+    def _state(self, z: int) -> LevelState:
+        if z not in self._states:
+            level = self.plan.levels[z]
+            step = self.plan.raster_step(z)
+            rows = (LevelRows.empty(len(level)) if self.overwrite
+                    else LevelRows.read(self.found, step, level))  # fmt: skip
+            state = LevelState(rows, level.n_batches, np.zeros(len(level), bool))
+            if level.dep_lo is not None:
+                state.waiting = level.dep_hi - level.dep_lo
+            self._states[z] = state
+        return self._states[z]
 
-    # -- collecting ---------------------------------------------------------
+    def _prepare(self, step: Step, z: int, b: int) -> None:
+        """Queue the batch's tiles that need work; a batch with none is done at once."""
+        level, state = self.plan.levels[z], self._state(z)
+        lo, hi = level.batch(b)
+        index = np.arange(lo, hi)
+        if step == Step.RASTERIZE:
+            fingerprints = rasterize_fingerprints(self._seeds[step], level, self.plan.sizes,
+                                                  self.plan.mtimes, index)  # fmt: skip
+        else:
+            child = self.plan.levels[z + 1]
+            fingerprints = parent_fingerprints(self._seeds[step], level, index, child,
+                                               self._state(z + 1).rows.checksum)  # fmt: skip
+        todo = self._todo(state.rows, index, fingerprints,
+                          lambda at: self._outputs.geotiffs_exist(z, level.x[at], level.y[at]))
+        self.progress.add_total(step, z, len(index))
+        self.progress.skip(step, z, len(index) - int(todo.sum()))
+        if not todo.any():
+            self._finish(step, z, b)
+            return
+        item = Submitted(step, z, b, index[todo], fingerprints[todo])
+        if step == Step.RASTERIZE:
+            self._submit(item)
+        else:
+            self._urgent.append(item)
+
+    def _todo(self, rows: LevelRows, index, fingerprints, files_exist) -> np.ndarray:
+        if self.overwrite:
+            return np.ones(len(index), dtype=bool)
+        done = up_to_date(rows.same(index, fingerprints), lambda at: files_exist(index[at]))
+        return ~done
+
+    def _submit(self, item: Submitted) -> None:
+        if self._apps is None:
+            self._apps = self.launch()
+        level = self.plan.levels[item.z]
+        batch = TileBatch(item.z, level.x[item.index], level.y[item.index])
+        if item.step == Step.RASTERIZE:
+            pairs = zip(batch.x.tolist(), batch.y.tolist(), strict=True)
+            sources = [self.plan.source(item.z, x, y) for x, y in pairs]
+            future = self._apps.rasterize(batch, sources, self.config)
+        elif item.step == Step.PARENT:
+            future = self._apps.parents(batch, self.config)
+        else:
+            future = self._apps.webtiles(batch, self.config, self.ranges[item.z])
+        self._outstanding[future] = item
+
+    # -- collecting -------------------------------------------------------------------------
     def _collect(self, future: Future, item: Submitted) -> None:
-        attempt = item.tries_before + _attempt(future)
+        attempt = item.tries_before + try_count(future)
         try:
-            results = future.result()
+            results = unpacked(future.result())
         except Exception as err:  # the whole batch was lost, after Parsl's retries
-            if len(item.tiles) > 1:
+            if len(item.index) > 1:
                 self._split(item, attempt, err)
                 return
-            results = [self._lost(item.step, tile, err) for tile in item.tiles]
-        failed = 0
-        for result in results:
-            tile = Tile(result["z"], result["x"], result["y"])
-            event = self._event(result, attempt, item.fingerprints.get(tile))
-            self.records.add(event, result.get("summary", ()))
-            self.notes.update(result.get("notes", ()))
-            failed += event["status"] == "failed"
-        self.progress.advance(item.step, item.batch.z, len(item.tiles), failed)
+            results = self._lost(item, err)
+        failed = self._record(item, results, attempt)
+        self.progress.advance(item.step, item.z, len(item.index), failed)
         if item.whole is not None:
             item.whole.pieces_left -= 1
             if item.whole.pieces_left:
                 return
-        self._finish(item.step, item.batch)
+        self._finish(item.step, item.z, item.batch)
+
+    def _record(self, item: Submitted, results: TileResults, attempt: int) -> int:
+        """Journal a batch's rows; update the level's checksums and folded ranges."""
+        positions = results.positions
+        events = with_driver_columns(results.events, self.run_id, attempt,
+                                     item.fingerprints[positions])  # fmt: skip
+        self.records.add(events, results.summary, group=(str(item.step), item.z))
+        self.notes.update(results.notes)
+        ok = results.ok()
+        if item.step != Step.WEBTILE:
+            state = self._state(item.z)
+            index = item.index[positions]
+            state.rows.checksum[index] = np.where(ok, results.checksums(), np.uint64(0))
+            state.rewritten[index] |= ok
+            names = fill_stats(self.config, item.z)
+            if names and len(results.summary):
+                summary = results.summary
+                fold(state.observed, column(summary, "stat"), column(summary, "min", np.nan),
+                     column(summary, "max", np.nan), names)  # fmt: skip
+        return int(np.count_nonzero(~ok))
 
     def _split(self, item: Submitted, attempt: int, err: Exception) -> None:
         """Run a lost batch's tiles one by one: a tile that kills its worker (a crash in a
         library, memory) then fails alone instead of taking its whole batch with it."""
         reason = f"{type(err).__name__}: {err}"
         log.warning("a %s batch of %d tiles at z%d was lost (%s); running its tiles one by one",
-                    item.step, len(item.tiles), item.batch.z, reason)  # fmt: skip
-        item.pieces_left = len(item.tiles)
-        for tile in item.tiles:
-            own = {tile: item.fingerprints[tile]} if tile in item.fingerprints else {}
-            self._urgent.append(Submitted(item.step, item.batch, [tile], own, item, attempt))
+                    item.step, len(item.index), item.z, reason)  # fmt: skip
+        item.pieces_left = len(item.index)
+        for at in range(len(item.index)):
+            piece = Submitted(item.step, item.z, item.batch, item.index[at : at + 1],
+                              item.fingerprints[at : at + 1], item, attempt)  # fmt: skip
+            self._urgent.append(piece)
 
-    def _lost(self, step: str, tile: Tile, err: Exception) -> dict:
-        path = self.plan.sources.get(tile) if step == "rasterize" else None
-        return {"step": step, "z": tile.z, "x": tile.x, "y": tile.y, "status": "failed",
-                "error": f"batch lost: {type(err).__name__}: {err}", "path": path,
-                "started_at": None, "duration_s": None, "host": None, "summary": []}  # fmt: skip
+    def _lost(self, item: Submitted, err: Exception) -> TileResults:
+        level = self.plan.levels[item.z]
+        batch = TileBatch(item.z, level.x[item.index], level.y[item.index])
+        paths = [self.plan.source(item.z, int(x), int(y)) if item.step == Step.RASTERIZE
+                 else None for x, y in zip(batch.x, batch.y, strict=True)]  # fmt: skip
+        return failed_results(item.step, batch, [f"batch lost: {type(err).__name__}: {err}"]
+                              * len(paths), paths)  # fmt: skip
 
-    def _event(self, result: dict, attempt: int, fingerprint: str | None) -> dict:
-        keep = {k: v for k, v in result.items() if k not in ("summary", "notes")}
-        return {"run_id": self.run_id, "attempt": attempt, "n_polygons": None,
-                "fingerprint": fingerprint, "checksum": None, "path": None, **keep}  # fmt: skip
+    def _fail_outside_grid(self) -> None:
+        """z-max tiles outside the grid fail without a worker: the driver knows why."""
+        plan = self.plan
+        for tile in plan.invalid:
+            path = plan.source(*tile)
+            error = str(TileInputError(path, f"tile {tile.z}/{tile.x}/{tile.y} is outside "
+                                             f"{self.config.tms_id}"))  # fmt: skip
+            batch = TileBatch(tile.z, np.array([tile.x]), np.array([tile.y]))
+            results = failed_results(Step.RASTERIZE, batch, [error], [path])
+            self.records.add(with_driver_columns(results.events, self.run_id, 1, np.zeros(1)))
+        if plan.invalid:
+            self.progress.add_total(Step.RASTERIZE, plan.z_max, len(plan.invalid))
+            self.progress.skip(Step.RASTERIZE, plan.z_max, 0)
+            self.progress.advance(Step.RASTERIZE, plan.z_max, len(plan.invalid),
+                                  len(plan.invalid))  # fmt: skip
 
-    def _finish(self, step: str, batch: Batch) -> None:
-        if step == "webtile":
+    # -- levels -----------------------------------------------------------------------------
+    def _finish(self, step: Step, z: int, b: int) -> None:
+        if step == Step.WEBTILE:
             return
-        for parent_id in self._dependents.get(batch.id, ()):
-            waiting = self._waiting_on[parent_id]
-            waiting.discard(batch.id)
-            if not waiting:
-                self._prepare("parent", self._batches[parent_id])
-        self._level_left[batch.z] -= 1
-        if self._level_left[batch.z] == 0:
-            self._start_webtiles(batch.z)
+        state = self._state(z)
+        above = self.plan.levels.get(z - 1)
+        if above is not None and above.n_batches:
+            parents = self._state(z - 1)
+            first = int(np.searchsorted(above.dep_hi, b, side="right"))
+            last = int(np.searchsorted(above.dep_lo, b, side="right"))
+            for p in range(first, last):
+                parents.waiting[p] -= 1
+                if parents.waiting[p] == 0:
+                    self._prepare(Step.PARENT, z - 1, p)
+        state.batches_left -= 1
+        if state.batches_left == 0:
+            self._close_level(z)
 
-    def _start_webtiles(self, z: int) -> None:
-        self.ranges[z] = level_ranges(self.config, z, self.records.level_summary(z, RANGE_COLUMNS))
-        tiles = self.plan.levels[z]
-        size = max(1, len(self.plan.batches[z][0].tiles)) if self.plan.batches[z] else 1
-        for start in range(0, len(tiles), size):
-            chunk = tuple(tiles[start : start + size])
-            self._prepare("webtile", Batch(-1, z, chunk))
+    def _close_level(self, z: int) -> None:
+        """The level is done: its value ranges are known; render its PNGs (unless
+        `web_tiles` is off: then the ranges alone go to `__updated.json`)."""
+        state = self._state(z)
+        level = self.plan.levels[z]
+        observed = dict(state.observed)
+        names = fill_stats(self.config, z)
+        if names:
+            self._fold_found(z, state, observed, names)
+        self.ranges[z] = level_ranges(self.config, z, observed)
+        if self.config.web_tiles and len(level):
+            self._prepare_webtiles(z, state)
+        del self._states[z]  # every parent batch above was prepared with its checksums
+
+    def _fold_found(self, z: int, state: LevelState, observed: Observed, names) -> None:
+        """Fold the summary rows found at z, less those of tiles this run rewrote."""
+        level = self.plan.levels[z]
+        for chunk in self.found.summary(z, ["stat", "min", "max"]):
+            index, found = level.find(column(chunk, "x"), column(chunk, "y"))
+            keep = ~(found & state.rewritten[index])
+            fold(observed, column(chunk, "stat")[keep], column(chunk, "min", np.nan)[keep],
+                 column(chunk, "max", np.nan)[keep], names)  # fmt: skip
+
+    def _prepare_webtiles(self, z: int, state: LevelState) -> None:
+        level = self.plan.levels[z]
+        index = np.arange(len(level))
+        seed = web_seed(self._seeds[Step.WEBTILE], self.ranges[z])
+        fingerprints = webtile_fingerprints(seed, state.rows.checksum)
+        if self.overwrite:
+            todo = np.ones(len(level), dtype=bool)
+        else:
+            rows = LevelRows.read(self.found, Step.WEBTILE, level)
+            candidates = rows.same(index, fingerprints) & ~state.rewritten
+            done = up_to_date(candidates, lambda at: self._outputs.pngs_exist(
+                z, level.x[at], level.y[at]))  # fmt: skip
+            todo = ~done
+        self.progress.add_total(Step.WEBTILE, z, len(level))
+        self.progress.skip(Step.WEBTILE, z, len(level) - int(todo.sum()))
+        chosen = np.flatnonzero(todo)
+        size = web_batch_size(len(chosen), self.plan.batch_tiles, self.window)
+        for start in range(0, len(chosen), size):
+            part = chosen[start : start + size]
+            self._urgent.append(Submitted(Step.WEBTILE, z, -1, part, fingerprints[part]))
 
     def _close_empty_levels(self) -> None:
-        """A level with no batch at all (nothing staged under it) is done from the start."""
-        for z, left in sorted(self._level_left.items(), reverse=True):
-            if left == 0 and z not in self.ranges:
-                self._start_webtiles(z)
+        """A level with no batch at all (nothing valid staged under it) is done at once."""
+        for z in sorted(self.plan.levels, reverse=True):
+            if self.plan.levels[z].n_batches == 0 and z not in self.ranges:
+                self._close_level(z)
 
 
-def _attempt(future: Future) -> int:
-    record = getattr(future, "task_record", None) or {}
-    return int(record.get("try_id", 0)) + 1
+def web_batch_size(n: int, batch_tiles: int, window: int) -> int:
+    """Web tiles per task: up to `WEB_BATCH_FACTOR` raster batches' worth, but a level's
+    few tiles still spread over the whole window of workers."""
+    most = WEB_BATCH_FACTOR * (batch_tiles or MAX_BATCH_TILES)
+    return max(1, min(most, -(-n // max(1, window))))

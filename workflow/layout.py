@@ -51,8 +51,9 @@ def lock_path(config: RasterflowConfig) -> Path:
 
 
 def journal_path(config: RasterflowConfig) -> Path:
+    """The folder of a run's journal parts (`workflow.records.parts`), beside the event log."""
     events = events_csv(config)
-    return events.with_name(events.name + ".journal.jsonl")
+    return events.with_name(events.name + ".parts")
 
 
 def state_dir(config: RasterflowConfig) -> Path:

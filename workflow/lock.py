@@ -127,7 +127,7 @@ def reap_orphans(holder: dict) -> list[int]:
         if process.pid == os.getpid():
             continue
         command = " ".join(process.info["cmdline"] or ())
-        ours = bool(run_dir) and run_dir in command
+        ours = run_dir is not None and run_dir in command
         # A pid is reused quickly on a busy host: it must be the same process, born then
         # (to the clock tick the kernel counts it in).
         ours |= process.pid == pid and abs(process.info["create_time"] - born) < 0.005

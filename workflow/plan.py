@@ -1,9 +1,15 @@
-"""What a run does: the z-max tiles, every level's parents, and the batches.
+"""What a run does: the z-max tiles, every level's parents, and the batches, as arrays.
 
 Tiles are kept in Z-order (Morton) so that a contiguous chunk is a compact
-spatial block at every level: each parent batch then depends only on the few
-child batches that made its children. z-max chunks are cut by input bytes
-(staged tiles range from 100 KB to 15 MB), parent and web-tile chunks by count.
+spatial block at every level: the children of a run of parents are a run of
+children, so each parent batch depends only on the few child batches next to it.
+z-max chunks are cut by input bytes (staged tiles range from 100 KB to 15 MB),
+parent and web-tile chunks by count.
+
+A level holds numpy arrays (x, y, Morton keys, batch cuts): about 40 bytes per
+z-max tile with its parents, where a dict of Tile -> path took about 500. A staged
+file's path is not stored: it follows from z/x/y (`staged_path`); only a file whose
+name is not the plain number (`007.gpkg`) is kept, in `Staged.odd_paths`.
 """
 
 from __future__ import annotations
@@ -11,220 +17,309 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterable
+from array import array
 from dataclasses import dataclass, field
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
 
 from rasterflow.rasterize_core.errors import RasterflowError
-from rasterflow.rasterize_core.tiles import Tile, get_tms, matrix_size, morton_key
+from rasterflow.rasterize_core.tiles import Tile, get_tms, matrix_size
 from rasterflow.workflow.config import RasterflowConfig
+from rasterflow.workflow.steps import Step
 
 TILE_NAME = re.compile(r"^(\d+)$")
 
-# Tiles per task at most: about a second of work, well within Parsl's task rate.
-MAX_BATCH_TILES = 64
+# Tiles per task at most: a second or two of work (11 ms a real z-max tile), well within
+# Parsl's task rate; Parsl's own cost per task (~1-2 ms of the driver's CPU) is then a few
+# µs per tile. Small runs cut smaller batches by bytes (`default_batch_bytes`).
+MAX_BATCH_TILES = 128
+WEB_BATCH_FACTOR = 4  # a tile's PNGs cost about a quarter of its GeoTIFF: 4x the tiles
 
 
-@dataclass(frozen=True)
-class Batch:
-    id: int
-    z: int
-    tiles: tuple[Tile, ...]
-    sources: tuple[str, ...] = ()  # staged file per tile (z-max batches only)
-    depends_on: tuple[int, ...] = ()  # ids of the child-level batches
+# -- Morton keys -------------------------------------------------------------------------
+def _spread(values: np.ndarray) -> np.ndarray:
+    """The bits of 32-bit values moved to the even bits of 64 (magic-number interleave)."""
+    v = np.asarray(values).astype(np.uint64) & np.uint64(0xFFFFFFFF)
+    for shift, mask in ((16, 0x0000FFFF0000FFFF), (8, 0x00FF00FF00FF00FF),
+                        (4, 0x0F0F0F0F0F0F0F0F), (2, 0x3333333333333333),
+                        (1, 0x5555555555555555)):  # fmt: skip
+        v = (v | (v << np.uint64(shift))) & np.uint64(mask)
+    return v
 
 
+def morton_keys(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """`tiles.morton_key` for arrays of x and y (0 <= x, y < 2^32): x bits even, y odd."""
+    return _spread(x) | (_spread(y) << np.uint64(1))
+
+
+# -- a level ---------------------------------------------------------------------------------
 @dataclass
-class Plan:
-    z_max: int
-    z_min: int
-    sources: dict[Tile, str]
-    source_bytes: dict[Tile, int]
-    levels: dict[int, list[Tile]] = field(default_factory=dict)  # Morton-ordered tiles per z
-    batches: dict[int, list[Batch]] = field(default_factory=dict)  # per z
-    invalid: list[Tile] = field(default_factory=list)  # z-max tiles outside the grid
-    batch_bytes: int = 0  # the limits the z-max batches were cut by
-    batch_tiles: int = 0
+class Level:
+    """One zoom's tiles in Morton order, cut into batches: batch b is [cuts[b], cuts[b+1])."""
 
-    def raster_step(self, z: int) -> str:
-        """The step that writes a GeoTIFF at zoom z."""
-        return "rasterize" if z == self.z_max else "parent"
+    z: int
+    x: np.ndarray
+    y: np.ndarray
+    keys: np.ndarray  # ascending
+    cuts: np.ndarray
+    # Parents only: batch b waits for the child level's batches [dep_lo[b], dep_hi[b]).
+    dep_lo: np.ndarray | None = None
+    dep_hi: np.ndarray | None = None
+
+    @classmethod
+    def of_tiles(cls, z: int, x, y, batch_tiles: int = MAX_BATCH_TILES) -> Level:
+        """A level of these tiles (any order, distinct), Morton-sorted, cut by count."""
+        keys = morton_keys(x, y)
+        order = np.argsort(keys, kind="stable")
+        n = len(keys)
+        return cls(z, np.asarray(x, np.int32)[order], np.asarray(y, np.int32)[order],
+                   keys[order], np.append(np.arange(0, n, batch_tiles), n))  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.keys)
 
     @property
-    def n_tiles(self) -> int:
-        return sum(len(tiles) for tiles in self.levels.values())
+    def n_batches(self) -> int:
+        return len(self.cuts) - 1
+
+    def batch(self, b: int) -> tuple[int, int]:
+        return int(self.cuts[b]), int(self.cuts[b + 1])
+
+    def tiles(self, index: np.ndarray | slice | None = None) -> list[Tile]:
+        pick = slice(None) if index is None else index
+        return [Tile(self.z, x, y) for x, y in zip(self.x[pick].tolist(),
+                                                   self.y[pick].tolist(), strict=True)]  # fmt: skip
+
+    def find(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Index of each (x, y) in this level, and whether it is there at all."""
+        keys = morton_keys(x, y)
+        index = np.searchsorted(self.keys, keys)
+        inside = index < len(self.keys)
+        found = np.zeros(len(keys), dtype=bool)
+        found[inside] = self.keys[index[inside]] == keys[inside]
+        return np.where(found, index, 0), found
+
+    def children_index(self, child: Level, index: np.ndarray | slice = slice(None)
+                       ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """(n, 4) index into `child` of the children of these tiles (in `Tile.children`
+        order: a child's key is its parent's shifted by 2, plus 0-3), and whether each child
+        is in that level."""
+        corner = np.array([0, 1, 2, 3], dtype=np.uint64)
+        keys = (self.keys[index][:, None] << np.uint64(2)) | corner
+        index = np.searchsorted(child.keys, keys.ravel())
+        inside = index < len(child.keys)
+        found = np.zeros(index.shape, dtype=bool)
+        found[inside] = child.keys[index[inside]] == keys.ravel()[inside]
+        return np.where(found, index, 0).reshape(-1, 4), found.reshape(-1, 4)
 
 
-def list_staged(config: RasterflowConfig) -> dict[Tile, str]:
+# -- staged tiles ----------------------------------------------------------------------------
+@dataclass
+class Staged:
+    """z-max tiles to run, as arrays: the files' sizes and mtimes (-1 when missing)."""
+
+    template: str  # the staged path with {z}, {x}, {y}
+    z: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    size: np.ndarray
+    mtime: np.ndarray
+    odd_paths: dict[tuple[int, int, int], str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def path(self, z: int, x: int, y: int) -> str:
+        return self.odd_paths.get((z, x, y)) or self.template.format(z=z, x=x, y=y)
+
+
+SENTINELS = (3141592653, 2718281828, 1618033988)  # z, x, y in a sample path
+
+
+def path_template(path_of_tile) -> str:
+    """`path_of_tile(Tile)` as a format string with {z}, {x}, {y} (so millions of paths are
+    formatted, not built as Path objects)."""
+    text = str(path_of_tile(Tile(*SENTINELS))).replace("{", "{{").replace("}", "}}")
+    for name, value in zip("zxy", SENTINELS, strict=True):
+        text = text.replace(str(value), "{" + name + "}")
+    return text
+
+
+def staged_path(config: RasterflowConfig, tile: Tile) -> Path:
+    """Where staging writes a tile: `{dir_staged}/{tms}/{z}/{x}/{y}{ext_staged}`."""
+    return Path(config.dir_staged, config.tms_id, str(tile.z), str(tile.x),
+                f"{tile.y}{config.ext_staged}")  # fmt: skip
+
+
+def list_staged(config: RasterflowConfig) -> Staged:
     """z-max tiles in `{dir_staged}/{tms}/{z}/{x}/{y}{ext}`; anything else there is ignored."""
     level_dir = Path(config.dir_staged) / config.tms_id / str(config.z_max)
-    found: dict[Tile, str] = {}
-    if not level_dir.is_dir():
-        return found
-    for column in os.scandir(level_dir):
-        if not (column.is_dir() and TILE_NAME.match(column.name)):
+    template = path_template(lambda tile: staged_path(config, tile))
+    # x, y as 4 bytes, sizes and mtimes as 8 (a list would take 36 an entry)
+    columns = (array("i"), array("i"), array("q"), array("q"))
+    odd: dict[tuple[int, int, int], str] = {}
+    if level_dir.is_dir():
+        for column in os.scandir(level_dir):
+            if column.is_dir() and TILE_NAME.match(column.name):
+                _scan_column(column, config, columns, odd)
+    xs, ys, sizes, mtimes = (np.frombuffer(c, dtype=np.int32 if c.typecode == "i" else np.int64)
+                             for c in columns)  # fmt: skip
+    return Staged(template, np.full(len(xs), config.z_max, dtype=np.int32), xs, ys, sizes,
+                  mtimes, odd)  # fmt: skip
+
+
+def _scan_column(column: os.DirEntry, config: RasterflowConfig, columns, odd) -> None:
+    xs, ys, sizes, mtimes = columns
+    x, ext = int(column.name), config.ext_staged
+    for entry in os.scandir(column.path):
+        stem = entry.name[: -len(ext)] if ext and entry.name.endswith(ext) else None
+        if stem is None or not TILE_NAME.match(stem):
             continue
-        for entry in os.scandir(column.path):
-            stem = entry.name.removesuffix(config.ext_staged)
-            if entry.name.endswith(config.ext_staged) and TILE_NAME.match(stem):
-                found[Tile(config.z_max, int(column.name), int(stem))] = entry.path
-    return found
+        try:
+            info = entry.stat()
+        except OSError:
+            continue  # gone since the listing
+        xs.append(x)
+        ys.append(int(stem))
+        sizes.append(info.st_size)
+        mtimes.append(info.st_mtime_ns)
+        if column.name != str(x) or stem != str(int(stem)):  # `007.gpkg`: keep its path
+            odd[(config.z_max, x, int(stem))] = entry.path
 
 
-def read_tile_list(path: str | Path, config: RasterflowConfig) -> dict[Tile, str]:
+def read_tile_list(path: str | Path, config: RasterflowConfig) -> Staged:
     """A subset to run: one `z/x/y` (or a staged path ending so) per line."""
-    found: dict[Tile, str] = {}
+    tiles = []
     for line in Path(path).read_text().splitlines():
         parts = re.findall(r"\d+", line.strip().removesuffix(config.ext_staged))
-        if len(parts) < 3:
-            continue
-        tile = Tile(*(int(p) for p in parts[-3:]))
-        found[tile] = str(
-            Path(
-                config.dir_staged,
-                config.tms_id,
-                str(tile.z),
-                str(tile.x),
-                f"{tile.y}{config.ext_staged}",
-            )
-        )
-    return found
+        if len(parts) >= 3:
+            tiles.append(tuple(int(p) for p in parts[-3:]))
+    z, x, y = (np.array(c, dtype=np.int64) for c in zip(*tiles, strict=True)) if tiles else (
+        np.zeros(0, dtype=np.int64),) * 3  # fmt: skip
+    template = path_template(lambda tile: staged_path(config, tile))
+    stamps = [_stamp(template.format(z=a, x=b, y=c)) for a, b, c in tiles]
+    sizes = np.array([s for s, _ in stamps], dtype=np.int64)
+    mtimes = np.array([m for _, m in stamps], dtype=np.int64)
+    return Staged(template, z, x, y, sizes, mtimes)
 
 
-def staged_sources(config: RasterflowConfig, tiles_file: str | Path | None = None):
+def _stamp(path: str) -> tuple[int, int]:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return -1, -1  # missing or unreadable: the task reports it
+    return info.st_size, info.st_mtime_ns
+
+
+def staged_sources(config: RasterflowConfig, tiles_file: str | Path | None = None) -> Staged:
     """The z-max tiles to run: all staged ones, or those a tile list names."""
-    sources = read_tile_list(tiles_file, config) if tiles_file else list_staged(config)
-    if not sources:
+    staged = read_tile_list(tiles_file, config) if tiles_file else list_staged(config)
+    if not len(staged):
         where = tiles_file or Path(config.dir_staged) / config.tms_id / str(config.z_max)
         raise RasterflowError(
             f"no staged tiles found in {where} (pattern {{x}}/{{y}}{config.ext_staged})"
         )
-    return sources
+    return staged
 
 
-def plan_run(config: RasterflowConfig, sources: dict[Tile, str], workers: int) -> Plan:
+# -- the plan ---------------------------------------------------------------------------------
+@dataclass
+class Plan:
+    z_max: int
+    z_min: int
+    levels: dict[int, Level]  # z_max first, then down to z_min
+    source_template: str  # the staged path with {z}, {x}, {y}
+    odd_paths: dict[tuple[int, int, int], str] = field(default_factory=dict)
+    sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # z-max, bytes
+    mtimes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (-1: missing)
+    invalid: list[Tile] = field(default_factory=list)  # z-max tiles outside the grid
+    batch_bytes: int = 0  # the limits the z-max batches were cut by
+    batch_tiles: int = 0
+
+    def raster_step(self, z: int) -> Step:
+        """The step that writes a GeoTIFF at zoom z."""
+        return Step.raster(z, self.z_max)
+
+    def level_size(self, z: int) -> int:
+        """Tiles a step works on at z (at z-max, those outside the grid too: they fail)."""
+        return len(self.levels[z]) + (len(self.invalid) if z == self.z_max else 0)
+
+    @property
+    def n_tiles(self) -> int:
+        return sum(self.level_size(z) for z in self.levels)
+
+    def source(self, z: int, x: int, y: int) -> str:
+        return self.odd_paths.get((z, x, y)) or self.source_template.format(z=z, x=x, y=y)
+
+
+def plan_run(config: RasterflowConfig, staged: Staged, workers: int) -> Plan:
     """The plan `run` executes: z-max batches sized by bytes for `workers`."""
-    sizes = source_sizes(sources)
-    batch_bytes = default_batch_bytes(sum(sizes.values()), workers)
-    return make_plan(config, sources, batch_bytes, MAX_BATCH_TILES, sizes)
+    total = int(np.maximum(staged.size, 0).sum())
+    return make_plan(config, staged, default_batch_bytes(total, workers), MAX_BATCH_TILES)
 
 
-def make_plan(
-    config: RasterflowConfig,
-    sources: dict[Tile, str],
-    batch_bytes: int,
-    batch_tiles: int,
-    sizes: dict[Tile, int],
-) -> Plan:
-    """Levels and batches from the z-max sources and their sizes in bytes."""
-    plan = Plan(config.z_max, config.z_min, sources, sizes,
-                batch_bytes=batch_bytes, batch_tiles=batch_tiles)  # fmt: skip
-    ordered = _morton_sorted(list(sources))
-    outside = _outside_grid(config.tms_id, config.z_max, ordered)
-    plan.invalid = [t for t, out in zip(ordered, outside, strict=True) if out]
-    valid = [t for t, out in zip(ordered, outside, strict=True) if not out]
-    plan.levels[config.z_max] = ordered
-    plan.batches[config.z_max] = _byte_batches(ordered, sources, sizes, batch_bytes, batch_tiles)
-    children, owner = valid, _owners(plan.batches[config.z_max])
+def make_plan(config: RasterflowConfig, staged: Staged, batch_bytes: int,
+              batch_tiles: int) -> Plan:  # fmt: skip
+    """Levels and batches from the z-max tiles and their sizes in bytes."""
+    outside = _outside_grid(config.tms_id, config.z_max, staged.z, staged.x, staged.y)
+    invalid = list(dict.fromkeys(Tile(*t) for t in zip(
+        staged.z[outside].tolist(), staged.x[outside].tolist(), staged.y[outside].tolist(),
+        strict=True)))  # fmt: skip
+    valid = np.flatnonzero(~outside)
+    keys = morton_keys(staged.x[valid], staged.y[valid])
+    sort = np.argsort(keys, kind="stable")
+    distinct = np.ones(len(sort), dtype=bool)  # a tile list may name a tile twice: first wins
+    distinct[1:] = keys[sort][1:] != keys[sort][:-1]
+    sort = sort[distinct]
+    order = valid[sort]
+    sizes = staged.size[order]
+    top = Level(config.z_max, staged.x[order].astype(np.int32), staged.y[order].astype(np.int32),
+                keys[sort], _byte_cuts(np.maximum(sizes, 0), batch_bytes, batch_tiles))  # fmt: skip
+    levels = {config.z_max: top}
     for z in range(config.z_max - 1, config.z_min - 1, -1):
-        parents = _morton_sorted(list({tile.parent() for tile in children}))
-        plan.levels[z] = parents
-        plan.batches[z] = _count_batches(parents, batch_tiles, owner, first_id=_next_id(plan))
-        children, owner = parents, _owners(plan.batches[z])
-    return plan
+        levels[z] = _parent_level(levels[z + 1], batch_tiles)
+    return Plan(config.z_max, config.z_min, levels, staged.template, staged.odd_paths, sizes,
+                staged.mtime[order], invalid, batch_bytes, batch_tiles)  # fmt: skip
 
 
-def _morton_sorted(tiles: list[Tile]) -> list[Tile]:
-    """`sorted(tiles, key=morton_key)`, vectorised: the same keys (x and y bits interleaved
-    up to bit max(z, 1)) and the same stable order; per-tile keys in Python were most of the
-    planning time at a million tiles."""
-    if not tiles:
-        return []
-    z, x, y = _columns(tiles)
-    if z.max() > 30 or z.min() < 0:  # keys would not fit in 64 bits
-        return sorted(tiles, key=morton_key)
-    keys = np.zeros(len(tiles), dtype=np.int64)
-    top = np.maximum(z, 1)
-    for bit in range(int(top.max()) + 1):
-        used = bit <= top
-        keys |= (((x >> bit) & 1) << (2 * bit) | ((y >> bit) & 1) << (2 * bit + 1)) * used
-    return [tiles[i] for i in np.argsort(keys, kind="stable")]
-
-
-def _columns(tiles: list[Tile]) -> np.ndarray:
-    """(3, n) int64: z, x, y of each tile (fromiter: np.array on tuples is ~10x slower)."""
-    flat = np.fromiter(chain.from_iterable(tiles), dtype=np.int64, count=3 * len(tiles))
-    return flat.reshape(-1, 3).T
-
-
-def _outside_grid(tms_id: str, z_max: int, tiles: list[Tile]) -> np.ndarray:
+def _outside_grid(tms_id: str, z_max: int, z, x, y) -> np.ndarray:
     """Per tile: not at z_max, or outside the tile matrix there (`tile_in_grid`, vectorised)."""
-    if not tiles:
-        return np.zeros(0, dtype=bool)
-    z, x, y = _columns(tiles)
     tms = get_tms(tms_id)
     if not tms.minzoom <= z_max <= tms.maxzoom:
-        return np.ones(len(tiles), dtype=bool)
+        return np.ones(len(x), dtype=bool)
     width, height = matrix_size(tms_id, z_max)
     return (z != z_max) | (x < 0) | (x >= width) | (y < 0) | (y >= height)
 
 
-def _byte_batches(
-    ordered: list[Tile],
-    sources: dict[Tile, str],
-    sizes: dict[Tile, int],
-    limit: int,
-    max_tiles: int,
-) -> list[Batch]:
-    batches: list[Batch] = []
-    current: list[Tile] = []
-    used = 0
-    for tile in ordered:
-        if current and (used + sizes[tile] > limit or len(current) >= max_tiles):
-            batches.append(_batch(len(batches), current, sources))
-            current, used = [], 0
-        current.append(tile)
-        used += sizes[tile]
-    if current:
-        batches.append(_batch(len(batches), current, sources))
-    return batches
+def _byte_cuts(sizes: np.ndarray, limit: int, max_tiles: int) -> np.ndarray:
+    """Greedy batches in order: a batch takes tiles while their bytes fit in `limit` (its
+    first tile always), up to `max_tiles`."""
+    total = np.concatenate([[0], np.cumsum(sizes)])
+    cuts, start, n = [0], 0, len(sizes)
+    while start < n:
+        end = int(np.searchsorted(total, total[start] + limit, side="right")) - 1
+        start = min(max(end, start + 1), start + max_tiles, n)
+        cuts.append(start)
+    return np.array(cuts, dtype=np.int64)
 
 
-def _batch(index: int, tiles: list[Tile], sources: dict[Tile, str]) -> Batch:
-    return Batch(index, tiles[0].z, tuple(tiles), tuple(sources[t] for t in tiles))
-
-
-def _count_batches(
-    parents: list[Tile], size: int, child_owner: dict[Tile, int], first_id: int
-) -> list[Batch]:
-    batches = []
-    for start in range(0, len(parents), size):
-        chunk = tuple(parents[start : start + size])
-        deps = {child_owner[c] for p in chunk for c in p.children() if c in child_owner}
-        batches.append(Batch(first_id + len(batches), chunk[0].z, chunk, (), tuple(sorted(deps))))
-    return batches
-
-
-def _owners(batches: Iterable[Batch]) -> dict[Tile, int]:
-    return {tile: batch.id for batch in batches for tile in batch.tiles}
-
-
-def _next_id(plan: Plan) -> int:
-    return sum(len(batches) for batches in plan.batches.values())
-
-
-def source_sizes(sources: dict[Tile, str]) -> dict[Tile, int]:
-    return {tile: _size(path) for tile, path in sources.items()}
-
-
-def _size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0  # missing or unreadable: the task reports it
+def _parent_level(child: Level, batch_tiles: int) -> Level:
+    """The parents of `child`'s tiles (its Morton order, a key shifted by 2, stays sorted),
+    in batches of `batch_tiles`, each waiting for the child batches holding its children."""
+    parent_keys = child.keys >> np.uint64(2)
+    first = np.ones(len(parent_keys), dtype=bool)
+    first[1:] = parent_keys[1:] != parent_keys[:-1]
+    keys = parent_keys[first]
+    level = Level(child.z - 1, child.x[first] // 2, child.y[first] // 2, keys,
+                  np.append(np.arange(0, len(keys), batch_tiles), len(keys)))  # fmt: skip
+    lo_keys = keys[level.cuts[:-1]] << np.uint64(2)
+    hi_keys = (keys[level.cuts[1:] - 1] << np.uint64(2)) | np.uint64(3)
+    lo = np.searchsorted(child.keys, lo_keys, side="left")
+    hi = np.searchsorted(child.keys, hi_keys, side="right")
+    level.dep_lo = np.searchsorted(child.cuts, lo, side="right") - 1
+    level.dep_hi = np.searchsorted(child.cuts, hi, side="left")
+    return level
 
 
 def default_batch_bytes(total_bytes: int, workers: int) -> int:

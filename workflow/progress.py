@@ -24,8 +24,10 @@ from dataclasses import dataclass
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from rasterflow.workflow.steps import Step
+
 log = logging.getLogger(__name__)
-STEP_ORDER = {"rasterize": 0, "parent": 1, "webtile": 2}
+STEP_ORDER = {str(step): step.rank for step in Step}
 
 
 @dataclass
@@ -118,10 +120,10 @@ class RunProgress:
     def expect(self, plan) -> None:
         """Totals from the plan: each level's tiles for rasterize (z-max), parent, webtile."""
         keys = [(plan.raster_step(z), z) for z in plan.levels]
-        keys += [("webtile", z) for z in plan.levels]
+        keys += [(Step.WEBTILE, z) for z in plan.levels]
         for step, z in sorted(keys, key=lambda key: (STEP_ORDER[key[0]], -key[1])):
             counter = self._counter(step, z)
-            counter.expected = len(plan.levels[z])
+            counter.expected = plan.level_size(z)
             self._show(step, z, counter, time.time())
 
     def add_total(self, step: str, z: int, n: int) -> None:
@@ -146,7 +148,7 @@ class RunProgress:
 
     # -- showing -----------------------------------------------------------------------
     def _counter(self, step: str, z: int) -> Counter:
-        return self.counters.setdefault((step, z), Counter())
+        return self.counters.setdefault((str(step), z), Counter())
 
     def _update(self, step: str, z: int, counter: Counter, now: float) -> None:
         if counter.complete and counter.finished is None:

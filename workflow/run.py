@@ -5,34 +5,33 @@ The only entry point the CLI, batch jobs and Globus Compute call to do work.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import re
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
 
-import parsl
-import psutil
-
 from rasterflow.executors.jobs import config_for_run
+from rasterflow.executors.site_models import LocalSite
 from rasterflow.executors.sites import load_site, require_submittable
-from rasterflow.rasterize_core.errors import ConfigError, RunAbortedError, TileInputError
+from rasterflow.rasterize_core.skips import SKIP_REASONS, skipped_text
 from rasterflow.workflow.config import RasterflowConfig
-from rasterflow.workflow.driver import Driver
+from rasterflow.workflow.driver import Driver, ParslApps
 from rasterflow.workflow.layout import lock_path, runinfo_dir
-from rasterflow.workflow.lock import pid_alive, reap_orphans, run_lock
+from rasterflow.workflow.lock import pid_alive, run_lock
+from rasterflow.workflow.outcome import outcome
+from rasterflow.workflow.parsl_session import ParslSession, retry_cost
 from rasterflow.workflow.plan import plan_run, staged_sources
 from rasterflow.workflow.progress import RunProgress
-from rasterflow.workflow.records import RunRecords
-from rasterflow.workflow.resume import Fingerprints
+from rasterflow.workflow.records import RecordsReader, RunRecords
 from rasterflow.workflow.value_ranges import Ranges, write_updated_config
+from rasterflow.workflow.worker_start import warm_worker
 
 log = logging.getLogger(__name__)
-STEPS = ("rasterize", "parent", "webtile")
 
 
 @dataclass
@@ -47,10 +46,19 @@ class RunReport:
     ok: dict[str, int] = field(default_factory=dict)  # current ok rows, per step
     notes: list[str] = field(default_factory=list)
     ranges: Ranges = field(default_factory=dict)  # per level: the web tiles' value ranges
+    skipped: dict[str, int] = field(default_factory=dict)  # rows skipped in this run, by reason
+    skipped_tiles: int = 0  # z-max tiles of this run that skipped rows
 
     @property
     def exit_code(self) -> int:
         return 1 if self.failures else 0
+
+    def skipped_line(self) -> str:
+        """`skipped rows: 3 empty, 1 non-finite in 2 tiles`; "" when no row was skipped."""
+        if not self.skipped:
+            return ""
+        tiles = f"{self.skipped_tiles} tile{'s' if self.skipped_tiles != 1 else ''}"
+        return f"skipped rows: {skipped_text(self.skipped)} in {tiles}"
 
     def last_line(self) -> str:
         ok = sum(self.ok.values())
@@ -78,24 +86,42 @@ def run_workflow(
     require_submittable(site_model)
     workers = expected_workers(site_model)
     plan = plan_run(config, staged_sources(config, tiles_file), workers)
-    records = RunRecords(config).load()
     run_id = new_run_id()
-    with run_lock(lock_path(config)) as lock:
-        fingerprints = Fingerprints(config, plan, records, overwrite or config.overwrite, run_id)
-        parsl_run = _parsl(site_model, runinfo_dir(config))
-        with RunProgress(live_progress) as progress, parsl_run as dfk:
-            lock.note(**parsl_traces(dfk))
+    session = _parsl(site_model, runinfo_dir(config), workers)
+    with run_lock(lock_path(config)) as lock, closing(session):  # Parsl ends whatever happens
+        records = RunRecords(config)
+        found = records.open()  # folds in what a killed run left
+        with RunProgress(live_progress) as progress:
             progress.expect(plan)
-            driver = Driver(config, plan, records, fingerprints, run_id, progress,
-                            window or max(8, 4 * workers), lock.heartbeat,
-                            watch=parsl_run.check)  # fmt: skip
-            driver.run()
-        records.write()
+            driver = Driver(config, plan, records, found, run_id, progress,
+                            window or max(8, 4 * workers), _launcher(session, lock),
+                            lock.heartbeat, watch=session.check,
+                            overwrite=overwrite or config.overwrite)  # fmt: skip
+            try:
+                driver.run()
+            finally:
+                records.close()  # what finished is committed, whatever happened
+        session.close()
+        records.finish()
         write_updated_config(config, driver.ranges)
         sweep_temp_files(config)
     if lock.reaped:
         log.info("ended %d processes left by a killed run: %s", len(lock.reaped), lock.reaped)
-    return _report(config, plan, records, run_id, started, sorted(driver.notes), driver.ranges)
+    if not driver.started_executor:
+        log.info("nothing to do: every tile is up to date (Parsl not started)")
+    return _report(config, plan, run_id, started, sorted(driver.notes), driver.ranges)
+
+
+def _launcher(session: ParslSession, lock):
+    """What the driver calls at its first batch with work: Parsl up (started in the
+    background the moment the driver knows it has work), the lock told how to end it."""
+
+    def launch() -> ParslApps:
+        session.start()
+        lock.note(**session.traces())  # waits for Parsl to be up
+        return ParslApps(session.dfk())
+
+    return launch
 
 
 def expected_workers(site_model) -> int:
@@ -106,72 +132,33 @@ def expected_workers(site_model) -> int:
     return per_node * blocks
 
 
-class _parsl:
-    """Load a fresh Parsl config for the site; always clean up, even on Ctrl-C."""
+def _parsl(site_model, run_dir: Path, warm_tasks: int = 0) -> ParslSession:
+    """The run's Parsl session: nothing of Parsl, not even its import, until `start()`
+    loads it in the background (`with` waits for it). A local site's workers each get a
+    warm-up task first."""
 
-    def __init__(self, site_model, run_dir: Path):
-        self.config = config_for_run(site_model, run_dir, retries=2, retry_handler=retry_cost)
+    def parsl_config():
+        return config_for_run(site_model, run_dir, retries=2, retry_handler=retry_cost)
 
-    def __enter__(self):
-        self.dfk = parsl.load(self.config)
-        return self.dfk
-
-    def check(self) -> None:
-        """Fail the run if an interchange died (killed, OOM): Parsl would wait for it forever.
-        The rows so far are in the journal, so a rerun resumes."""
-        for proc in self._interchanges():
-            if proc.poll() is not None:
-                raise RunAbortedError(
-                    f"Parsl's interchange (pid {proc.pid}) died with exit code {proc.returncode}; "
-                    "the results so far are kept: rerun to resume"
-                )
-
-    def _interchanges(self) -> list:
-        procs = [getattr(ex, "interchange_proc", None) for ex in self.dfk.executors.values()]
-        return [proc for proc in procs if proc is not None]
-
-    def __exit__(self, *exc) -> None:
-        try:
-            if all(proc.poll() is None for proc in self._interchanges()):
-                self.dfk.cleanup()
-            else:  # cleanup would block on the dead interchange's channel: end what is ours
-                atexit.unregister(self.dfk.atexit_cleanup)
-                reap_orphans({"parsl_run_dir": os.path.abspath(self.dfk.run_dir)})
-        finally:
-            parsl.clear()
+    warm = warm_tasks if isinstance(site_model, LocalSite) else 0
+    return ParslSession(parsl_config, warm_up=warm_worker, warm_tasks=warm)
 
 
-def parsl_traces(dfk) -> dict:
-    """What a run that finds this driver dead needs to end the Parsl processes it left:
-    the run dir (every pool command line names it), the interchange's pid and birth time."""
-    procs = [getattr(executor, "interchange_proc", None) for executor in dfk.executors.values()]
-    pid = next((proc.pid for proc in procs if proc is not None), None)
-    started = psutil.Process(pid).create_time() if pid and psutil.pid_exists(pid) else None
-    return {"parsl_run_dir": os.path.abspath(dfk.run_dir), "interchange_pid": pid,
-            "interchange_started": started}  # fmt: skip
-
-
-def retry_cost(exception: BaseException, task_record: dict) -> float:
-    """Parsl retry handler: deterministic errors use up every retry at once."""
-    deterministic = (TileInputError, ConfigError, ImportError, TypeError, AttributeError)
-    return 100.0 if isinstance(exception, deterministic) else 1.0
-
-
-def _report(config, plan, records: RunRecords, run_id: str, started: float, notes,
-            ranges: Ranges) -> RunReport:  # fmt: skip
-    planned = {(z, t.x, t.y) for z, tiles in plan.levels.items() for t in tiles}
-    current = [row for key, row in records.events.items() if key[1:] in planned]
+def _report(config, plan, run_id: str, started: float, notes, ranges: Ranges) -> RunReport:
+    result = outcome(RecordsReader(config), plan, run_id)
     return RunReport(
         run_id=run_id,
         geotiff_dir=Path(config.dir_geotiff),
         web_tiles_dir=Path(config.dir_web_tiles),
         events_csv=Path(config.filename_rasterization_events),
         elapsed_s=round(time.time() - started, 2),
-        done={s: sum(r["run_id"] == run_id and r["step"] == s for r in current) for s in STEPS},
-        failures=[row for row in current if row["status"] == "failed"],
-        ok={s: sum(r["status"] == "ok" and r["step"] == s for r in current) for s in STEPS},
+        done=result.done(),
+        failures=result.failures,
+        ok=result.count("ok"),
         notes=list(notes),
         ranges=ranges,
+        skipped={r: result.skipped[r] for r in SKIP_REASONS if result.skipped[r]},
+        skipped_tiles=result.skipped_tiles,
     )
 
 
@@ -183,8 +170,10 @@ def sweep_temp_files(config: RasterflowConfig) -> int:
     trees, and those of the event log and summary (a driver killed while writing them)."""
     records = [Path(config.filename_rasterization_events), Path(config.filename_rasters_summary)]
     stems = tuple(path.name.removesuffix(".csv") for path in records)
+    # A name test before any Path: millions of tiles are walked past.
     found = [Path(folder, name) for root in (config.dir_geotiff, config.dir_web_tiles)
-             for folder, _, names in os.walk(root) for name in names]  # fmt: skip
+             for folder, _, names in os.walk(root) for name in names
+             if name.endswith(".tmp")]  # fmt: skip
     for folder in {path.parent for path in records if path.parent.is_dir()}:
         found += [path for path in folder.iterdir() if path.name.startswith(stems)]
     removed = 0

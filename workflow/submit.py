@@ -159,7 +159,7 @@ def submission_arguments(
     writes lands with the outputs, not in the endpoint's task folder.
     """
     source = str(config_path)
-    raw = read_config_json(config_path)
+    raw = read_config_json(Path(config_path))
     model = parse_config(raw, source)
     if "filename_config" not in raw:
         events = Path(model.filename_rasterization_events)

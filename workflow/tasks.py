@@ -1,9 +1,9 @@
-"""The work of one batch, as plain functions (wrapped with `python_app` in dag.py).
+"""The work of one batch, as plain functions (wrapped with `python_app` by the driver).
 
-Each takes paths and small values, calls the pure core per tile, writes the
-tile's files, and returns small records: one outcome per tile with its summary
-rows. A bad tile becomes a `failed` record naming the file and the reason; the
-rest of the batch goes on. Nothing heavy crosses a task boundary.
+Each takes a batch of tiles and small values, calls the pure core per tile, writes the
+tile's files, and returns small records: one outcome per tile with its summary rows,
+columnar (`workflow.batches`). A bad tile becomes a `failed` record naming the file and
+the reason; the rest of the batch goes on. Nothing heavy crosses a task boundary.
 """
 
 from __future__ import annotations
@@ -12,26 +12,37 @@ import hashlib
 import os
 import time
 import traceback
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
 from pyproj import CRS
 
-from rasterflow.rasterize_core import geotiff, palette, pyramid, webtile
-from rasterflow.rasterize_core.errors import TileInputError
-from rasterflow.rasterize_core.read import StagedColumns, read_staged_tile
+from rasterflow.rasterize_core import palette, pyramid
+from rasterflow.rasterize_core.errors import RasterflowError, TileInputError
 from rasterflow.rasterize_core.statistics import (
     Grid,
     StatSpec,
     centroid_pixels,
     compute_bands,
     empty_value,
+    needs_numbers,
 )
 from rasterflow.rasterize_core.tiles import Tile, tile_in_grid, tms_crs_wkt, xy_bounds
+from rasterflow.workflow.batches import TileBatch, TileResults, pack
 from rasterflow.workflow.config import RasterflowConfig
 from rasterflow.workflow.layout import geotiff_path, webtile_path
+from rasterflow.workflow.steps import Step
+from rasterflow.workflow.worker_start import LazyModule, deferred, lean_pyogrio
+
+# Imported by the apps that use them, at first use (workflow/worker_start.py): the driver
+# never loads GDAL or numba, a worker only what its tasks need.
+geotiff = LazyModule("rasterflow.rasterize_core.geotiff")  # rasterio
+webtile = LazyModule("rasterflow.rasterize_core.webtile")  # Pillow
+_read = LazyModule("rasterflow.rasterize_core.read", before=lean_pyogrio)  # pyogrio, pyarrow
+read_staged_tile = deferred(_read, "read_staged_tile")
+StagedColumns = deferred(_read, "StagedColumns")
 
 
 def grid_of(config: RasterflowConfig, tile: Tile) -> Grid:
@@ -39,77 +50,130 @@ def grid_of(config: RasterflowConfig, tile: Tile) -> Grid:
 
 
 # -- the three batch apps -----------------------------------------------------
-def rasterize_batch(tiles: list[Tile], sources: list[str], config: RasterflowConfig) -> list[dict]:
+# Each takes a `TileBatch` (a zoom and two integer arrays; a list of Tiles works too) and
+# returns `TileResults` (the batch's event and summary rows as Arrow tables, see
+# `workflow.batches`).
+Tiles = TileBatch | Sequence[Tile]
+
+
+def _tiles(batch: Tiles) -> list[Tile]:
+    return batch.tiles() if isinstance(batch, TileBatch) else list(batch)
+
+
+def rasterize_batch(batch: Tiles, sources: list[str], config: RasterflowConfig) -> TileResults:
     """z-max tiles: staged polygons -> one GeoTIFF each."""
     crs = CRS.from_wkt(tms_crs_wkt(config.tms_id))
-    return [
-        _run_tile("rasterize", tile, lambda t=tile, s=src: _rasterize_tile(t, s, config, crs))
-        for tile, src in zip(tiles, sources, strict=True)
+    records = [
+        _run_tile(Step.RASTERIZE, tile, lambda t=tile, s=src: _rasterize_tile(t, s, config, crs))
+        for tile, src in zip(_tiles(batch), sources, strict=True)
     ]
+    return pack(records, range(len(records)))
 
 
-def parents_batch(tiles: list[Tile], config: RasterflowConfig) -> list[dict]:
+def parents_batch(batch: Tiles, config: RasterflowConfig) -> TileResults:
     """Parent tiles: 2x2 reduction of the children that exist; none -> no record."""
-    records = []
-    for tile in tiles:
+    records, positions = [], []
+    for position, tile in enumerate(_tiles(batch)):
         children = [geotiff_path(config, child) for child in tile.children()]
         if any(path.exists() for path in children):
-            records.append(
-                _run_tile("parent", tile, lambda t=tile, c=children: _parent_tile(t, c, config))
-            )
-    return records
+            work = lambda t=tile, c=children: _parent_tile(t, c, config)  # noqa: E731
+            records.append(_run_tile(Step.PARENT, tile, work))
+            positions.append(position)
+    return pack(records, positions)
 
 
 def webtiles_batch(
-    tiles: list[Tile], config: RasterflowConfig, ranges: dict[str, tuple[float, float]]
-) -> list[dict]:
+    batch: Tiles, config: RasterflowConfig, ranges: dict[str, tuple[float, float]]
+) -> TileResults:
     """PNG per statistic for tiles whose GeoTIFF exists, with the level's value ranges."""
-    return [
-        _run_tile("webtile", tile, lambda t=tile: _webtile_tile(t, config, ranges))
-        for tile in tiles
-        if geotiff_path(config, tile).exists()
-    ]
+    records, positions = [], []
+    for position, tile in enumerate(_tiles(batch)):
+        if geotiff_path(config, tile).exists():
+            work = lambda t=tile: _webtile_tile(t, config, ranges)  # noqa: E731
+            records.append(_run_tile(Step.WEBTILE, tile, work))
+            positions.append(position)
+    return pack(records, positions)
 
 
 # -- per tile ---------------------------------------------------------------
 def _run_tile(step: str, tile: Tile, work: Callable[[], dict]) -> dict:
-    """Time one tile's work and turn its outcome or its error into a record."""
+    """Time one tile's work and turn its outcome or its error into a record. An error names
+    the file and what is wrong; `detail` keeps the library's own words (for an unexpected
+    error, its whole traceback) for debugging."""
     started = time.time()
-    started_at = datetime.fromtimestamp(started, UTC).isoformat(timespec="milliseconds")
     record = {"step": step, "z": tile.z, "x": tile.x, "y": tile.y, "host": os.uname().nodename,
-              "started_at": started_at}  # fmt: skip
+              "start_time": started}  # fmt: skip
     try:
         record.update(status="ok", error=None, **work())
     except TileInputError as err:
-        record.update(status="failed", error=str(err), path=err.path, summary=[])
+        record.update(status="failed", error=str(err), detail=err.detail, path=err.path,
+                      summary=[])  # fmt: skip
     except Exception as err:  # a bug or an unexpected input: still only this tile
-        last = traceback.extract_tb(err.__traceback__)[-1]
-        detail = f"{type(err).__name__}: {err} (at {Path(last.filename).name}:{last.lineno})"
-        record.update(status="failed", error=detail, path=None, summary=[])
-    record["duration_s"] = round(time.time() - started, 4)
+        path = getattr(err, "tile_file", None)
+        record.update(status="failed", error=_unexpected(err, path), path=path, summary=[],
+                      detail="".join(traceback.format_exception(err)))  # fmt: skip
+    record["total_time"] = round(time.time() - started, 6)
     return record
+
+
+@contextmanager
+def _about_file(path: str | Path) -> Iterator[None]:
+    """An unexpected error raised inside names the file it happened on, for `_run_tile`."""
+    try:
+        yield
+    except RasterflowError:
+        raise
+    except Exception as err:
+        with suppress(AttributeError):  # an exception type without __dict__: unnamed then
+            err.tile_file = str(path)
+        raise
+
+
+def _unexpected(err: Exception, path: str | None) -> str:
+    """`file: unexpected TypeError in statistics.py:117 (_count_band): its first line`, the
+    place being the last frame in rasterflow's code, not one deep inside numpy or pandas."""
+    steps = list(traceback.walk_tb(err.__traceback__))
+    ours = [(f, n) for f, n in steps if f.f_globals.get("__name__", "").startswith("rasterflow.")]
+    where = ""
+    if ours or steps:
+        frame, line = (ours or steps)[-1]
+        where = f" in {Path(frame.f_code.co_filename).name}:{line} ({frame.f_code.co_name})"
+    cause = str(err).strip().splitlines()[0][:200] if str(err).strip() else "(no message)"
+    return f"{path + ': ' if path else ''}unexpected {type(err).__name__}{where}: {cause}"
 
 
 def _rasterize_tile(tile: Tile, source: str, config: RasterflowConfig, crs: CRS) -> dict:
     if not tile_in_grid(config.tms_id, tile):
         raise TileInputError(source, f"tile {tile.z}/{tile.x}/{tile.y} is outside {config.tms_id}")
-    staged = read_staged_tile(source, staged_columns(config), crs)
-    grid = grid_of(config, tile)
-    bands = compute_bands(staged, stat_specs(config), grid)
-    result = _write_and_summarize(config, tile, bands)
-    own = np.count_nonzero(centroid_pixels(staged, grid) >= 0)
-    return {**result, "n_polygons": int(own), "notes": list(staged.notes)}
+    with _about_file(source):
+        staged = read_staged_tile(source, staged_columns(config), crs)
+        if config.strict and staged.skipped:
+            raise TileInputError(source, "rows that cannot contribute, and strict is set: "
+                                         f"{staged.skipped_text(rows_named=5)}")  # fmt: skip
+        grid = grid_of(config, tile)
+        bands = compute_bands(staged, stat_specs(config), grid)
+        result = _write_and_summarize(config, tile, bands)
+        own = np.count_nonzero(centroid_pixels(staged, grid) >= 0)
+    return {**result, "n_polygons": int(own), "notes": list(staged.notes),
+            "skipped": staged.skipped_text()}  # fmt: skip
 
 
 def _parent_tile(tile: Tile, children: list[Path], config: RasterflowConfig) -> dict:
-    arrays = [geotiff.read_geotiff(path) if path.exists() else None for path in children]
-    methods = [stat.resampling_method for stat in config.statistics]
-    empties = [empty_value(stat.aggregation_method) for stat in config.statistics]
-    bands = pyramid.build_parent(arrays, methods, empties)
-    return {**_write_and_summarize(config, tile, bands), "n_polygons": _count_total(config, bands)}
+    with _about_file(geotiff_path(config, tile)):
+        arrays = [geotiff.read_geotiff(path) if path.exists() else None for path in children]
+        methods = [stat.resampling_method for stat in config.statistics]
+        empties = [empty_value(stat.aggregation_method) for stat in config.statistics]
+        bands = pyramid.build_parent(arrays, methods, empties)
+        result = _write_and_summarize(config, tile, bands)
+    return {**result, "n_polygons": _count_total(config, bands)}
 
 
 def _webtile_tile(tile: Tile, config: RasterflowConfig, ranges: dict) -> dict:
+    with _about_file(geotiff_path(config, tile)):
+        return _render_webtiles(tile, config, ranges)
+
+
+def _render_webtiles(tile: Tile, config: RasterflowConfig, ranges: dict) -> dict:
     bands = geotiff.read_geotiff(geotiff_path(config, tile))
     digest = hashlib.sha256()
     paths = []
@@ -159,11 +223,14 @@ def stat_specs(config: RasterflowConfig) -> list[StatSpec]:
 
 def staged_columns(config: RasterflowConfig) -> StagedColumns:
     needed = [s.needed_column for s in config.statistics if s.needed_column]
+    arithmetic = [(spec.property, spec.aggregation) for spec in stat_specs(config)
+                  if needs_numbers(spec)]  # fmt: skip
     return StagedColumns(
         centroid_x=config.prop_centroid_x,
         centroid_y=config.prop_centroid_y,
         duplicated=config.prop_duplicated if config.deduplicate else None,
         properties=tuple(dict.fromkeys(needed)),
+        numeric=tuple(dict.fromkeys(arithmetic)),
     )
 
 

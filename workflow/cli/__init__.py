@@ -13,7 +13,7 @@ import warnings
 
 import click
 
-from rasterflow.workflow.cli import inspect, jobs, remote, run
+from rasterflow.workflow.cli import inspect, jobs, remote, run, serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,7 +30,7 @@ def main(verbose: bool) -> None:
     warnings.filterwarnings("default", module="rasterflow")
 
 
-for module in (run, inspect, remote, jobs):
+for module in (run, inspect, remote, jobs, serve):
     for command in module.COMMANDS:
         main.add_command(command)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -22,8 +23,9 @@ class ConfigPath(click.Path):
     def __init__(self) -> None:
         super().__init__(exists=False, dir_okay=False, path_type=Path)
 
-    def convert(self, value: Any, param: Any, ctx: Any) -> RasterflowConfig:
-        path = super().convert(value, param, ctx)
+    # A click type may convert to any value; click.Path annotates its own result narrowly.
+    def convert(self, value: Any, param: Any, ctx: Any) -> RasterflowConfig:  # type: ignore[override]
+        path = Path(os.fsdecode(super().convert(value, param, ctx)))
         try:
             return load_config(path)
         except ConfigError as err:

@@ -18,13 +18,18 @@ from rasterflow.workflow.cli.common import ConfigPath, guarded, site_option
               help="Run only these z-max tiles: one z/x/y per line.")  # fmt: skip
 @click.option("--window", type=int, default=None, help="Outstanding batches at most.")
 @click.option("--stac", is_flag=True, help="Also write a STAC catalog of the outputs.")
-def run(config, site, overwrite, tiles_file, window, stac) -> None:
+@click.option("--no-web-tiles", "no_web_tiles", is_flag=True,
+              help="Skip pre-rendering PNGs (`serve` colours tiles on the fly).")  # fmt: skip
+@click.option("--strict", is_flag=True,
+              help="Fail a tile with odd rows (empty, non-finite...) instead.")  # fmt: skip
+def run(config, site, overwrite, tiles_file, window, stac, no_web_tiles, strict) -> None:
     """Rasterize CONFIG's staged tiles, build parents and web tiles."""
     from rasterflow.workflow.products import publish
     from rasterflow.workflow.run import run_workflow
 
-    if stac:
-        config = config.model_copy(update={"stac": True})
+    flags = {"stac": stac or config.stac, "web_tiles": config.web_tiles and not no_web_tiles,
+             "strict": strict or config.strict}  # fmt: skip
+    config = config.model_copy(update=flags)
     report = guarded(lambda: run_workflow(config, site, overwrite, tiles_file, window))
     publish(config, report)
     _finish(report)
@@ -46,6 +51,8 @@ def _finish(report) -> None:
         click.echo(f"note: {note}", err=True)
     for row in report.failures:
         click.echo(f"failed {row['step']} {row['z']}/{row['x']}/{row['y']}: {row['error']}")
+    if report.skipped:
+        click.echo(report.skipped_line())
     click.echo(report.last_line())
     sys.exit(report.exit_code)
 

@@ -22,11 +22,11 @@ from pyproj import Transformer
 
 from rasterflow.rasterize_core.tiles import (
     Tile,
-    get_tms,
     matrix_size,
     tile_at,
     tile_path,
     tiles_touching,
+    tms_crs,
     xy_bounds,
 )
 
@@ -90,7 +90,7 @@ def _awkward_cases(polygons: np.ndarray, rng: np.random.Generator, step: tuple[f
 
 def stage(polygons: np.ndarray, tms_id: str, z: int, root: Path, seed: int = 0) -> list[Tile]:
     """Write each polygon, unclipped, into every z-max tile it touches; return the tiles."""
-    frame = _with_properties(polygons, seed).set_crs(get_tms(tms_id).crs._pyproj_crs)
+    frame = _with_properties(polygons, seed).set_crs(tms_crs(tms_id))
     centroids = zip(frame["staging_centroid_x"], frame["staging_centroid_y"], strict=True)
     home = [tile_at(tms_id, z, x, y) for x, y in centroids]
     members: dict[Tile, list[int]] = {}
@@ -163,13 +163,13 @@ def stage_sample(
     config_path = root / "config.json"
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(json.dumps(demo_config(root, tms_id, z_range), indent=2))
-    truth = gpd.GeoDataFrame(geometry=polygons, crs=get_tms(tms_id).crs._pyproj_crs)
+    truth = gpd.GeoDataFrame(geometry=polygons, crs=tms_crs(tms_id))
     return SyntheticSample(root, config_path, truth, staged)
 
 
 def polygons_to_tms(polygons: np.ndarray, tms_id: str, source_crs: str = "OGC:CRS84") -> np.ndarray:
     """The same polygons, vertex by vertex, in the TMS CRS (x = easting or longitude)."""
-    crs = get_tms(tms_id).crs._pyproj_crs
+    crs = tms_crs(tms_id)
     transformer = Transformer.from_crs(source_crs, crs, always_xy=True)
 
     def move(coords: np.ndarray) -> np.ndarray:
@@ -264,5 +264,5 @@ def demo_config(root: Path, tms_id: str, z_range: tuple[int, int]) -> dict:
 
 
 def _to_tms_crs(tms_id: str, lonlat: tuple[float, float]) -> tuple[float, float]:
-    crs = get_tms(tms_id).crs._pyproj_crs
+    crs = tms_crs(tms_id)
     return Transformer.from_crs("OGC:CRS84", crs, always_xy=True).transform(*lonlat)

@@ -10,7 +10,6 @@ import logging
 
 from rasterflow.rasterize_core.errors import RasterflowError
 from rasterflow.workflow.config import RasterflowConfig
-from rasterflow.workflow.products.stac import write_stac
 from rasterflow.workflow.products.viewer import write_products
 from rasterflow.workflow.run import RunReport
 
@@ -22,7 +21,9 @@ def publish(config: RasterflowConfig, report: RunReport) -> None:
     cannot be made (no web tiles, no GeoTIFF, a grid the viewer cannot draw) becomes a note
     of the report, and the run's own outcome (its failed tiles, its exit code) stands."""
     makers = [("viewer, WMTS and quick-looks", lambda: write_products(config, report.ranges))]
-    if config.stac:
+    if config.stac:  # pystac and rasterio: imported only for it (`run` imports this first)
+        from rasterflow.workflow.products.stac import write_stac
+
         makers.append(("STAC catalog", lambda: write_stac(config, report.ranges)))
     for name, make in makers:
         try:

@@ -34,6 +34,7 @@ from rasterflow.workflow.products.stac_items import (
     COG,
     GEOTIFF,
     CatalogContext,
+    LevelRanges,
     band_metadata,
     crs_code,
     tile_item,
@@ -82,16 +83,17 @@ def output_tiles(config: RasterflowConfig) -> dict[int, list[Tile]]:
     return {z: sorted(level) for z, level in tiles.items()}
 
 
-def _fill_ranges(config: RasterflowConfig, ranges: Ranges, tiles: dict) -> Ranges:
+def _fill_ranges(config: RasterflowConfig, ranges: Ranges, tiles: dict) -> LevelRanges:
     """Every listed level's ranges: the driver's, else the updated config's, else the config's."""
     updated = updated_config_ranges(config)
-    filled: Ranges = {}
+    filled: LevelRanges = {}
     for z in tiles:
         filled[z] = {}
         for stat in config.statistics:
             known = ranges.get(z, {}).get(stat.name)
             written = updated.get(z, {}).get(stat.name)
-            filled[z][stat.name] = tuple(known or written or stat.val_range_at(z))
+            lo, hi = known or written or stat.val_range_at(z)
+            filled[z][stat.name] = (lo, hi)
     return filled
 
 
@@ -99,7 +101,7 @@ def _fill_ranges(config: RasterflowConfig, ranges: Ranges, tiles: dict) -> Range
 def _collection(context: CatalogContext, tiles: dict[int, list[Tile]]) -> pystac.Collection:
     config = context.config
     items = {z: [tile_item(context, tile) for tile in level] for z, level in tiles.items()}
-    times = [item.datetime for level in items.values() for item in level]
+    times = [item.datetime for level in items.values() for item in level if item.datetime]
     stats = ", ".join(config.stat_names)
     collection = pystac.Collection(
         id=f"rasterflow-{config.tms_id}",
@@ -112,7 +114,7 @@ def _collection(context: CatalogContext, tiles: dict[int, list[Tile]]) -> pystac
         ),
         extent=pystac.Extent(
             # The coarsest tiles cover the rest. (STAC 1.1 allows one box, or three or more.)
-            pystac.SpatialExtent([_union_bbox([item.bbox for item in items[min(items)]])]),
+            pystac.SpatialExtent([_union_bbox([i.bbox for i in items[min(items)] if i.bbox])]),
             pystac.TemporalExtent([[min(times), max(times)]]),
         ),
         license="other",
@@ -135,10 +137,13 @@ def _collection(context: CatalogContext, tiles: dict[int, list[Tile]]) -> pystac
     return collection
 
 
-def _item_assets(context: CatalogContext) -> dict[str, pystac.ItemAssetDefinition]:
+ItemAssets = dict[str, pystac.ItemAssetDefinition | dict]  # pystac's type of item_assets
+
+
+def _item_assets(context: CatalogContext) -> ItemAssets:
     config = context.config
     bands = [band_metadata(stat, context, None) for stat in config.statistics]
-    assets = {"data": pystac.ItemAssetDefinition.create(
+    assets: ItemAssets = {"data": pystac.ItemAssetDefinition.create(
         title="Statistics GeoTIFF", description="One band per statistic, NaN as nodata",
         media_type=COG if config.cog else GEOTIFF, roles=["data"],
         extra_fields={"bands": bands})}  # fmt: skip

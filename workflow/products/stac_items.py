@@ -1,6 +1,6 @@
 """STAC Items of a run's GeoTIFF tiles: one Item per tile, its bands and lon/lat footprint.
 
-Band statistics come from the run's summary file; each GeoTIFF header is opened
+Band statistics come from the run's summary rows; each GeoTIFF header is opened
 once for its data type, shape and transform (about 1 ms a tile), rather than
 trusting a recomputation. rio-stac is not used: it reads every pixel for
 statistics the run already has. Footprints are in lon/lat as GeoJSON requires,
@@ -12,60 +12,110 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 import pystac
 import rasterio
 import shapely
 from pyproj import CRS, Transformer
 from pystac.extensions.projection import ProjectionExtension
 
-from rasterflow.rasterize_core.tiles import Tile, get_tms, tms_crs_wkt, xy_bounds
-from rasterflow.workflow.config import RasterflowConfig, Statistic
+from rasterflow.rasterize_core.tiles import Tile, tms_crs, xy_bounds
+from rasterflow.workflow.config import RasterflowConfig, Statistic, ValRange
 from rasterflow.workflow.layout import geotiff_path, webtile_path
-from rasterflow.workflow.value_ranges import Ranges
+from rasterflow.workflow.records import RecordsReader, column
+from rasterflow.workflow.records.store import tile_keys
+from rasterflow.workflow.steps import Status, Step
 
 GEOTIFF = pystac.MediaType.GEOTIFF
 COG = pystac.MediaType.COG
 
 
+# Per level and statistic: the web tiles' range; a configured range may keep an open (None) end.
+LevelRanges = dict[int, dict[str, ValRange]]
+
+
 @dataclass
 class CatalogContext:
-    """What the catalog is built from, read once: the run's records and the grid's CRS."""
+    """What the catalog is built from: the run's records (read a level at a time) and the
+    grid's CRS."""
 
     config: RasterflowConfig
-    ranges: Ranges
+    ranges: LevelRanges
     crs: CRS
-    summary: dict[tuple[str, int, int, int], dict]
-    produced: dict[tuple[int, int, int], datetime]
+    records: TileRecords
 
     @classmethod
-    def load(cls, config: RasterflowConfig, ranges: Ranges) -> CatalogContext:
-        return cls(config, ranges, CRS.from_wkt(tms_crs_wkt(config.tms_id)),
-                   _summary_rows(config), _production_times(config))  # fmt: skip
+    def load(cls, config: RasterflowConfig, ranges: LevelRanges) -> CatalogContext:
+        return cls(config, ranges, tms_crs(config.tms_id), TileRecords(config))
 
 
-def _summary_rows(config: RasterflowConfig) -> dict[tuple[str, int, int, int], dict]:
-    path = Path(config.filename_rasters_summary)
-    if not path.exists():
-        return {}
-    frame = pd.read_csv(path)
-    return {(r["stat"], int(r["z"]), int(r["x"]), int(r["y"])): r for r in frame.to_dict("records")}
+class TileRecords:
+    """A tile's band statistics (summary) and when its GeoTIFF was written (its ok
+    rasterize/parent row), looked up in one level's rows held as sorted arrays: the level
+    of the last tile asked for (Items are made a level at a time)."""
+
+    BAND = ("min", "max", "mean", "std")
+
+    def __init__(self, config: RasterflowConfig):
+        self.reader = RecordsReader(config)
+        self.z_max = config.z_max
+        self._z: int | None = None
+        self._summary: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+        self._made: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.uint64), np.zeros(0))
+
+    def band(self, stat: str, tile: Tile) -> dict[str, float]:
+        self._load(tile.z)
+        keys, values = self._summary.get(stat, (np.zeros(0, np.uint64), {}))
+        at = _position(keys, tile)
+        if at is None:
+            return {}
+        numbers = {name: float(column[at]) for name, column in values.items()}
+        return {name: value for name, value in numbers.items() if np.isfinite(value)}
+
+    def produced(self, tile: Tile) -> datetime | None:
+        self._load(tile.z)
+        keys, starts = self._made
+        at = _position(keys, tile)
+        if at is None or not np.isfinite(starts[at]):
+            return None
+        return datetime.fromtimestamp(float(starts[at]), UTC)
+
+    def _load(self, z: int) -> None:
+        if self._z == z:
+            return
+        self._z, self._summary = z, {}
+        parts = [chunk for chunk in self.reader.summary(z, ["stat", *self.BAND])]
+        if parts:
+            table = pa.concat_tables(parts)
+            stats = column(table, "stat")
+            for name in np.unique(stats).tolist():
+                pick = stats == name
+                keys = tile_keys(column(table, "x")[pick], column(table, "y")[pick])
+                order = np.argsort(keys)
+                self._summary[name] = (keys[order], {
+                    b: column(table, b, np.nan)[pick][order] for b in self.BAND})  # fmt: skip
+        step = Step.raster(z, self.z_max)
+        made: list[np.ndarray] = []
+        starts: list[np.ndarray] = []
+        for chunk in self.reader.events(step, z, ["status", "start_time"]):
+            ok = column(chunk, "status", "") == Status.OK
+            made.append(tile_keys(column(chunk, "x")[ok], column(chunk, "y")[ok]))
+            starts.append(column(chunk, "start_time", np.nan)[ok])
+        if made:
+            all_keys, all_starts = np.concatenate(made), np.concatenate(starts)
+            order = np.argsort(all_keys)
+            self._made = (all_keys[order], all_starts[order])
+        else:
+            self._made = (np.zeros(0, np.uint64), np.zeros(0))
 
 
-def _production_times(config: RasterflowConfig) -> dict[tuple[int, int, int], datetime]:
-    """When each GeoTIFF was written, from its ok rasterize/parent row of the event log."""
-    path = Path(config.filename_rasterization_events)
-    if not path.exists():
-        return {}
-    events = pd.read_csv(path)
-    made = events[events["step"].isin(["rasterize", "parent"]) & (events["status"] == "ok")]
-    return {
-        (int(r["z"]), int(r["x"]), int(r["y"])): datetime.fromisoformat(r["started_at"])
-        for r in made.to_dict("records")
-    }
+def _position(sorted_keys: np.ndarray, tile: Tile) -> int | None:
+    key = tile_keys(np.array([tile.x]), np.array([tile.y]))[0]
+    at = int(np.searchsorted(sorted_keys, key))
+    return at if at < len(sorted_keys) and sorted_keys[at] == key else None
 
 
 # -- one Item per GeoTIFF -------------------------------------------------------
@@ -80,7 +130,7 @@ def tile_item(context: CatalogContext, tile: Tile) -> pystac.Item:
         )
     bounds = xy_bounds(config.tms_id, tile)
     geometry, bbox = footprint(config.tms_id, bounds)
-    produced = context.produced.get(tile) or datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    produced = context.records.produced(tile) or datetime.fromtimestamp(path.stat().st_mtime, UTC)
     item = pystac.Item(
         id=f"{config.tms_id}-{tile.z}-{tile.x}-{tile.y}", geometry=geometry, bbox=bbox,
         datetime=produced,
@@ -91,7 +141,7 @@ def tile_item(context: CatalogContext, tile: Tile) -> pystac.Item:
     projection.code = crs_code(context.crs)
     if projection.code is None:
         projection.wkt2 = context.crs.to_wkt()
-    projection.bbox, projection.shape = list(bounds), shape
+    projection.bbox, projection.shape = list(bounds), list(shape)
     projection.transform = list(transform)[:6]
     bands = [band_metadata(stat, context, (tile, dtype)) for stat in config.statistics]
     item.add_asset("data", pystac.Asset(
@@ -111,16 +161,16 @@ def tile_item(context: CatalogContext, tile: Tile) -> pystac.Item:
 def band_metadata(stat: Statistic, context: CatalogContext, tile: tuple[Tile, str] | None) -> dict:
     """A STAC 1.1 band: what the statistic is, its unit, and this tile's statistics."""
     description, unit = describe_statistic(stat, context.crs)
-    band = {"name": stat.name, "description": description, "nodata": "nan"}
+    band: dict[str, Any] = {"name": stat.name, "description": description, "nodata": "nan"}
     if unit:
         band["unit"] = unit
     if tile is None:
         return band
     (z, x, y), dtype = tile[0], tile[1]
     band["data_type"] = dtype
-    row = context.summary.get((stat.name, z, x, y), {})
+    row = context.records.band(stat.name, Tile(z, x, y))
     names = {"min": "minimum", "max": "maximum", "mean": "mean", "std": "stddev"}
-    numbers = {names[k]: float(row[k]) for k in names if k in row and pd.notna(row[k])}
+    numbers = {names[k]: row[k] for k in names if k in row}
     if numbers:
         band["statistics"] = numbers
     return band
@@ -163,7 +213,7 @@ def footprint(tms_id: str, bounds: tuple[float, float, float, float]) -> tuple[d
     footprint (a pole has no single longitude to trace a boundary through);
     others get their boundary, densified and transformed.
     """
-    crs = CRS(get_tms(tms_id).crs._pyproj_crs)
+    crs = tms_crs(tms_id)
     if crs.is_geographic:  # x-first bounds are already lon/lat
         return shapely.geometry.mapping(shapely.box(*bounds)), list(bounds)
     to_lonlat = Transformer.from_crs(crs, "OGC:CRS84", always_xy=True)

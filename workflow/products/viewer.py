@@ -16,7 +16,12 @@ Which tiles exist, their outlines, the ranges and the legend colours are gathere
 `rasterflow.workflow.products.viewer_data`; this module writes the page from them.
 
 The view can be set from the URL: `viewer.html#map=Z/LAT/LON&layers=a,b&outlines=0`
-(the page keeps the address in step with the map, so a view can be shared).
+(the page keeps the address in step with the map, so a view can be shared). Without
+one, the page opens on the extent of the tiles and the statistic that stands out most
+from the page's background (`viewer_data.default_layer`).
+
+`rasterflow serve` draws the same page with `page_data(..., tile_url=, server=)`: tiles
+from the server, and controls to recolour a layer live and to query a point.
 
 `write_run_products` writes every product a finished run leaves beside its web
 tiles: this page, the WMTS capabilities and the quick-looks.
@@ -29,19 +34,21 @@ import json
 import logging
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from rasterflow.rasterize_core import palette
 from rasterflow.rasterize_core.atomic import atomic_write_bytes
 from rasterflow.rasterize_core.errors import RasterflowError
-from rasterflow.rasterize_core.tiles import Tile, get_tms, matrix_size, xy_bounds
+from rasterflow.rasterize_core.tiles import Tile, matrix_size, tms_crs, xy_bounds
 from rasterflow.workflow.config import RasterflowConfig
 from rasterflow.workflow.layout import tile_template, viewer_path
 from rasterflow.workflow.products.viewer_data import (
     TilesByStat,
     css_color,
     current_ranges,
+    default_layer,
     existing_tiles,
     extent_of,
     legend_colors,
@@ -85,8 +92,7 @@ class MapGrid:
 
 def map_grid(config: RasterflowConfig) -> MapGrid:
     """The Leaflet grid of the config's TMS; ViewerError when Leaflet cannot draw it alone."""
-    tms = get_tms(config.tms_id)
-    crs = tms.crs._pyproj_crs
+    crs = tms_crs(config.tms_id)
     if crs.is_geographic:
         projection = "lonlat"
     elif crs.to_epsg() == 3857:
@@ -116,15 +122,26 @@ def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def page_data(config: RasterflowConfig, ranges: Ranges, tiles: dict[int, set]) -> dict:
-    """Everything the page script reads, as JSON-ready values."""
+def page_data(
+    config: RasterflowConfig,
+    ranges: Ranges,
+    tiles: dict[int, set],
+    tile_url: Callable[[RasterflowConfig, str], str] = tile_url_template,
+    server: dict | None = None,
+) -> dict:
+    """Everything the page script reads, as JSON-ready values.
+
+    `tile_url` gives a statistic's `{z}/{x}/{y}` URL (default: the web tiles, relative to
+    the page); `server` (from `rasterflow serve`: the addresses of its palette and point
+    queries, the colormap names) turns on the controls that recolour layers live."""
     grid = map_grid(config)
     extent = extent_of(config, tiles)
     layers = []
     for stat in config.statistics:
         layers.append({
             "name": stat.name,
-            "url": tile_url_template(config, stat.name),
+            "url": tile_url(config, stat.name),
+            "palette": stat.palette,
             "what": f"{stat.aggregation_method} of {stat.property} (by {stat.weight_by})",
             "colors": legend_colors(stat),
             "nodata_color": css_color(palette.parse_color(stat.nodata_color)),
@@ -150,6 +167,8 @@ def page_data(config: RasterflowConfig, ranges: Ranges, tiles: dict[int, set]) -
         "zoom": [max(0, config.z_min - ZOOM_OUT_LEVELS), config.z_max + ZOOM_IN_LEVELS],
         "extent": list(extent) if extent else None,
         "layers": layers,
+        "default_layer": default_layer(config),
+        "server": server,
         "known": known,
         "outlines": outlines,
         "notes": notes,
@@ -213,6 +232,11 @@ def write_products(
     from rasterflow.workflow.products.quicklook import write_quicklooks
     from rasterflow.workflow.products.wmts import write_wmts
 
+    if not config.web_tiles:
+        raise RasterflowError(
+            "web tiles are off (web_tiles: false): `rasterflow serve CONFIG` draws the map, "
+            "the WMTS layers and the tiles from the GeoTIFFs"
+        )
     found = tiles_by_stat(config)
     _require_web_tiles(config, found)
     paths = []

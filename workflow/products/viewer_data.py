@@ -15,9 +15,10 @@ from pathlib import Path
 from rasterflow.rasterize_core import palette
 from rasterflow.rasterize_core.tiles import Tile, get_tms
 from rasterflow.workflow.config import RasterflowConfig
-from rasterflow.workflow.layout import webtile_path
+from rasterflow.workflow.layout import geotiff_path, webtile_path
 from rasterflow.workflow.value_ranges import Ranges
 
+PAGE_BACKGROUND = (0xF4, 0xF3, 0xEF)  # the map's background (static/viewer.css #map)
 LEGEND_STOPS = 33  # colour stops of a legend's gradient (of the palette's 256)
 TilesByStat = dict[str, dict[int, set]]  # statistic -> z -> {(x, y)} of the web tiles on disk
 
@@ -47,8 +48,17 @@ def existing_tiles(
     return union
 
 
+def geotiff_tiles(config: RasterflowConfig) -> dict[int, set]:
+    """(x, y) of the GeoTIFFs on disk per level (what `rasterflow serve` draws from)."""
+    levels = {}
+    for z in range(config.z_min, config.z_max + 1):
+        level_dir = geotiff_path(config, Tile(z, 0, 0)).parent.parent
+        levels[z] = _scan_level(level_dir, ".tif")
+    return {z: tiles for z, tiles in levels.items() if tiles}
+
+
 def _scan_level(level_dir: Path, ext: str) -> set[tuple[int, int]]:
-    tiles = set()
+    tiles: set[tuple[int, int]] = set()
     if not level_dir.is_dir():
         return tiles
     for column in os.scandir(level_dir):
@@ -96,15 +106,21 @@ def outline_geojson(config: RasterflowConfig, z: int, tiles) -> dict:
 # -- value ranges and legends -------------------------------------------------------
 def current_ranges(config: RasterflowConfig) -> Ranges:
     """The ranges the web tiles were coloured with: `__updated.json`, else the summary."""
-    ranges = updated_config_ranges(config)
-    if ranges:
-        return ranges
-    from rasterflow.workflow.records import RunRecords
-    from rasterflow.workflow.value_ranges import level_ranges
+    written = updated_config_ranges(config)
+    if written:
+        return written
+    from rasterflow.workflow.records import RecordsReader, column
+    from rasterflow.workflow.value_ranges import RANGE_COLUMNS, fold, level_ranges
 
-    records = RunRecords(config).load()
-    return {z: level_ranges(config, z, records.level_summary(z))
-            for z in range(config.z_min, config.z_max + 1)}  # fmt: skip
+    reader = RecordsReader(config)
+    ranges: Ranges = {}
+    for z in range(config.z_min, config.z_max + 1):
+        observed: dict = {}
+        for chunk in reader.summary(z, RANGE_COLUMNS):  # a level's rows, a chunk at a time
+            fold(observed, column(chunk, "stat"), column(chunk, "min", float("nan")),
+                 column(chunk, "max", float("nan")))  # fmt: skip
+        ranges[z] = level_ranges(config, z, observed)
+    return ranges
 
 
 def updated_config_ranges(config: RasterflowConfig) -> Ranges:
@@ -126,9 +142,42 @@ def updated_config_ranges(config: RasterflowConfig) -> Ranges:
 
 def legend_colors(stat) -> list[str]:
     """CSS colours of evenly spaced entries of the palette's 256-colour table."""
-    lut = palette.build_lut(stat.palette)
+    return palette_colors(stat.palette)
+
+
+def palette_colors(colours: list[str] | str) -> list[str]:
+    """CSS colours of evenly spaced entries of a palette's 256-colour table."""
+    return [css_color(rgba) for rgba in _legend_stops(palette.build_lut(colours))]
+
+
+def _legend_stops(lut) -> list:
     picks = [round(i * (len(lut) - 1) / (LEGEND_STOPS - 1)) for i in range(LEGEND_STOPS)]
-    return [css_color(lut[i]) for i in picks]
+    return [lut[i] for i in picks]
+
+
+def default_layer(config: RasterflowConfig) -> str:
+    """The statistic a new user sees first: the one whose palette stands out most from the
+    map's pale background (mean WCAG contrast of its legend colours, alpha composited over
+    the page). A pale-yellow count layer on a pale page is the first look this replaces."""
+    scores = {}
+    for stat in config.statistics:
+        stops = _legend_stops(palette.build_lut(stat.palette))
+        scores[stat.name] = sum(_contrast(rgba, PAGE_BACKGROUND) for rgba in stops) / len(stops)
+    return max(config.stat_names, key=lambda name: scores[name])  # first of equals wins
+
+
+def _contrast(rgba, background) -> float:
+    alpha = rgba[3] / 255
+    over = [c * alpha + b * (1 - alpha) for c, b in zip(rgba[:3], background, strict=True)]
+    lighter, darker = sorted((_luminance(over), _luminance(background)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+def _luminance(rgb) -> float:
+    """WCAG relative luminance of an sRGB colour (0..255 channels)."""
+    linear = [(c / 255 / 12.92) if c / 255 <= 0.04045 else ((c / 255 + 0.055) / 1.055) ** 2.4
+              for c in rgb]  # fmt: skip
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
 
 
 def css_color(rgba) -> str:

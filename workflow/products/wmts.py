@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 from rasterflow.rasterize_core.atomic import atomic_write_bytes
@@ -49,16 +50,27 @@ def crs_urn(srs: str) -> str:
     return f"urn:ogc:def:crs:{match['authority']}:{version}:{match['code']}"
 
 
-def resource_template(config: RasterflowConfig, stat: str, base_url: str) -> str:
+PathTemplate = Callable[[RasterflowConfig, str, str, str, str], str]  # (config, stat, z, x, y)
+
+
+def resource_template(
+    config: RasterflowConfig, stat: str, base_url: str, path_template: PathTemplate = tile_template
+) -> str:
     """The tile URL template of a statistic, `{TileMatrix}/{TileCol}/{TileRow}` in place."""
-    path = tile_template(config, stat, "{TileMatrix}", "{TileCol}", "{TileRow}")
+    path = path_template(config, stat, "{TileMatrix}", "{TileCol}", "{TileRow}")
     return f"{base_url.rstrip('/')}/{path}"
 
 
 def capabilities(
-    config: RasterflowConfig, base_url: str | None = None, found: TilesByStat | None = None
+    config: RasterflowConfig,
+    base_url: str | None = None,
+    found: TilesByStat | None = None,
+    path_template: PathTemplate = tile_template,
 ) -> ET.Element:
-    """The capabilities document for the web tiles on disk (`found`: as tiles_by_stat)."""
+    """The capabilities document for the web tiles on disk (`found`: as tiles_by_stat).
+
+    `rasterflow serve` passes its own address, the tiles its GeoTIFFs hold and its tile
+    paths (`tiles/{stat}/{tms}/{z}/{x}/{y}.png`)."""
     found = found if found is not None else tiles_by_stat(config)
     base_url = base_url or Path(config.dir_web_tiles).resolve().as_uri()
     root = ET.Element(_q("wmts", "Capabilities"), {"version": "1.0.0"})
@@ -70,7 +82,8 @@ def capabilities(
     for stat in config.statistics:
         tiles = found.get(stat.name)
         if tiles:
-            _layer(contents, config, stat, tiles, base_url)
+            _layer(contents, config, stat, tiles, resource_template(config, stat.name, base_url,
+                                                                    path_template))  # fmt: skip
     _tile_matrix_set(contents, config)
     _sub(
         root, "wmts", "ServiceMetadataURL", attrib={_q("xlink", "href"): f"{base_url}/{WMTS_NAME}"}
@@ -78,7 +91,7 @@ def capabilities(
     return root
 
 
-def _layer(contents, config: RasterflowConfig, stat, tiles: dict[int, set], base_url: str) -> None:
+def _layer(contents, config: RasterflowConfig, stat, tiles: dict[int, set], url: str) -> None:
     layer = _sub(contents, "wmts", "Layer")
     _sub(layer, "ows", "Title", stat.name)
     _sub(layer, "ows", "Abstract",
@@ -104,7 +117,7 @@ def _layer(contents, config: RasterflowConfig, stat, tiles: dict[int, set], base
         _sub(entry, "wmts", "MaxTileCol", str(max(x for x, _ in level)))
     _sub(layer, "wmts", "ResourceURL", attrib={
         "format": "image/png", "resourceType": "tile",
-        "template": resource_template(config, stat.name, base_url),
+        "template": url,
     })  # fmt: skip
 
 
@@ -137,15 +150,18 @@ def _tile_matrix_set(contents, config: RasterflowConfig) -> None:
         _sub(entry, "wmts", "MatrixHeight", str(matrix.matrixHeight))
 
 
+def capabilities_xml(root: ET.Element) -> bytes:
+    """The document as UTF-8 bytes, indented, with its XML declaration."""
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
 def write_wmts(
     config: RasterflowConfig, base_url: str | None = None, found: TilesByStat | None = None
 ) -> Path:
     """Write `{dir_web_tiles}/WMTSCapabilities.xml`; return its path."""
-    root = capabilities(config, base_url, found)
-    ET.indent(root)
-    text = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     path = wmts_path(config)
-    atomic_write_bytes(path, text + b"\n")
+    atomic_write_bytes(path, capabilities_xml(capabilities(config, base_url, found)))
     return path
 
 

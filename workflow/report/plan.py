@@ -2,7 +2,7 @@
 
 The same plan `run` makes (staged tiles, every level's parents, batches cut by
 input bytes for the site's workers) and what a rerun would skip, from the event
-log and the files, by the fingerprints `run` uses (`resume.Fingerprints`).
+log and the files, by the fingerprints `run` uses (`workflow.resume`).
 Nothing is submitted and Parsl is not started.
 
 A parent or web tile above a tile that will be redone is counted as redone: its
@@ -15,13 +15,30 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from rasterflow.rasterize_core.tiles import Tile
 from rasterflow.workflow.config import RasterflowConfig
-from rasterflow.workflow.layout import geotiff_path
 from rasterflow.workflow.plan import Plan, plan_run, staged_sources
-from rasterflow.workflow.records import RunRecords
-from rasterflow.workflow.resume import Fingerprints
-from rasterflow.workflow.value_ranges import RANGE_COLUMNS, level_ranges
+from rasterflow.workflow.records import RecordsReader, column
+from rasterflow.workflow.resume import (
+    LevelRows,
+    Outputs,
+    config_seeds,
+    parent_fingerprints,
+    rasterize_fingerprints,
+    up_to_date,
+    web_seed,
+    webtile_fingerprints,
+)
+from rasterflow.workflow.steps import Step
+from rasterflow.workflow.value_ranges import (
+    RANGE_COLUMNS,
+    Observed,
+    fill_stats,
+    fold,
+    level_ranges,
+)
 
 
 @dataclass
@@ -122,63 +139,96 @@ def plan_report(
     from rasterflow.workflow.run import expected_workers  # imports Parsl, starts nothing
 
     workers = expected_workers(load_site(site))
-    sources = staged_sources(config, tiles_file)
-    plan = plan_run(config, sources, workers)
-    sizes = plan.source_bytes
-    records = RunRecords(config).load()
+    plan = plan_run(config, staged_sources(config, tiles_file), workers)
+    reader = RecordsReader(config)
     report = PlanReport(config, site, workers, plan.batch_bytes, plan.batch_tiles,
-                        invalid=list(plan.invalid), has_log=bool(records.events),
+                        invalid=list(plan.invalid), has_log=reader.has_events,
                         overwrite=overwrite or config.overwrite)  # fmt: skip
-    report.unreadable = [path for path in sources.values() if not Path(path).exists()]
-    redo, report.retries = rerun_todo(config, plan, records, report.overwrite)
+    top = plan.levels[plan.z_max]
+    missing = plan.sizes < 0
+    pairs = zip(top.x[missing].tolist(), top.y[missing].tolist(), strict=True)
+    report.unreadable = [plan.source(plan.z_max, x, y) for x, y in pairs]
+    redo, report.retries = rerun_todo(config, plan, reader, report.overwrite)
     for z in sorted(plan.levels, reverse=True):
-        tiles = plan.levels[z]
         step = plan.raster_step(z)
-        size = sum(sizes.get(t, 0) for t in tiles) if z == plan.z_max else None
-        report.levels.append(LevelPlan(z, step, len(tiles), len(plan.batches[z]), size,
-                                       len(redo[step, z]), len(redo["webtile", z])))  # fmt: skip
+        extra = len(plan.invalid) if z == plan.z_max else 0  # outside the grid: fail again
+        size = int(np.maximum(plan.sizes, 0).sum()) if z == plan.z_max else None
+        report.levels.append(LevelPlan(z, step, plan.level_size(z), plan.levels[z].n_batches,
+                                       size, int(redo[step, z].sum()) + extra,
+                                       int(redo[Step.WEBTILE, z].sum())))  # fmt: skip
     return report
 
 
 def rerun_todo(
-    config: RasterflowConfig, plan: Plan, records: RunRecords, overwrite: bool
-) -> tuple[dict[tuple[str, int], set[Tile]], set[Tile]]:
-    """Per (step, z): the tiles a run would work on now; and the retries among them.
+    config: RasterflowConfig, plan: Plan, reader: RecordsReader, overwrite: bool
+) -> tuple[dict[tuple[str, int], np.ndarray], set[Tile]]:
+    """Per (step, z): which of the level's tiles a run would work on now (bool per tile);
+    and the retries among them.
 
     A retry is a tile that failed with the same inputs as now: it is redone, but
     is expected to fail again (errors that are not transient do), so the parents
     above it are not counted. Above any other redone tile, they are (upper bounds).
     """
-    fingerprints = Fingerprints(config, plan, records, overwrite)
-    todo: dict[tuple[str, int], set[Tile]] = {}
+    seeds, outputs = config_seeds(config), Outputs(config)
+    todo: dict[tuple[str, int], np.ndarray] = {}
     retries: set[Tile] = set()
-    changing: set[Tile] = set()  # raster tiles of the level below whose output may change
+    below: tuple = ()  # the level below: (level, its rows, its tiles whose output may change)
     for z in sorted(plan.levels, reverse=True):
-        tiles = plan.levels[z]
-        step = plan.raster_step(z)
-        own = fingerprints.todo(step, tiles, None)
-        if step == "parent":  # a parent with no child to build it from is not built
-            own = {t: fp for t, fp in own.items() if _buildable(config, t, changing)}
-        level_retries = {t for t, fp in own.items() if _same_failure(records, step, t, fp)}
-        above = {tile for tile in tiles if any(c in changing for c in tile.children())}
-        todo[step, z] = set(own) | above
-        retries |= level_retries
-        changing = (set(own) - level_retries) | above
-        # web tiles: coloured with the level's ranges as the summary gives them now
-        ranges = level_ranges(config, z, records.level_summary(z, RANGE_COLUMNS))
-        web = fingerprints.todo("webtile", tiles, ranges)
-        todo["webtile", z] = {t for t in web if geotiff_path(config, t).exists()} | changing
+        level, step = plan.levels[z], plan.raster_step(z)
+        index = np.arange(len(level))
+        rows = LevelRows.read(reader, step, level)
+        if step == Step.RASTERIZE:
+            prints = rasterize_fingerprints(seeds[step], level, plan.sizes, plan.mtimes, index)
+            above = np.zeros(len(level), bool)
+            own = _redo(overwrite, rows, prints, outputs.geotiffs_exist, level)
+        else:
+            child, child_rows, changing = below
+            prints = parent_fingerprints(seeds[step], level, index, child, child_rows.checksum)
+            where, found = level.children_index(child)
+            above = (found & changing[where]).any(axis=1)
+            own = _redo(overwrite, rows, prints, outputs.geotiffs_exist, level)
+            own &= above | _some_child_exists(outputs, child, where, found)
+        again = own & rows.failed & (rows.fingerprint == prints)
+        retries |= set(level.tiles(np.flatnonzero(again)))
+        todo[step, z] = own | above
+        changing = (own & ~again) | above
+        below = (level, rows, changing)
+        ranges = level_ranges(config, z, _observed(reader, config, z))
+        web_prints = webtile_fingerprints(web_seed(seeds[Step.WEBTILE], ranges), rows.checksum)
+        web_rows = LevelRows.read(reader, Step.WEBTILE, level)
+        web = _redo(overwrite, web_rows, web_prints, outputs.pngs_exist, level)
+        if web.any():
+            web[web] = outputs.geotiffs_exist(z, level.x[web], level.y[web])
+        todo[Step.WEBTILE, z] = web | changing
     return todo, retries
 
 
-def _buildable(config: RasterflowConfig, parent: Tile, changing: set[Tile]) -> bool:
-    """A parent is built from the children that exist (or may now be made)."""
-    return any(c in changing or geotiff_path(config, c).exists() for c in parent.children())
+def _redo(overwrite: bool, rows: LevelRows, prints, exist, level) -> np.ndarray:
+    if overwrite:
+        return np.ones(len(prints), dtype=bool)
+    done = up_to_date(rows.same(np.arange(len(prints)), prints),
+                      lambda at: exist(level.z, level.x[at], level.y[at]))  # fmt: skip
+    return ~done
 
 
-def _same_failure(records: RunRecords, step: str, tile: Tile, fingerprint: str) -> bool:
-    row = records.event(step, *tile)
-    return bool(row) and row["status"] == "failed" and row.get("fingerprint") == fingerprint
+def _some_child_exists(outputs: Outputs, child, where: np.ndarray, found: np.ndarray):
+    """Per parent: a child GeoTIFF is on disk (a parent is built from the children that
+    exist)."""
+    exists = np.zeros(len(child), dtype=bool)
+    listed = np.unique(where[found])
+    exists[listed] = outputs.geotiffs_exist(child.z, child.x[listed], child.y[listed])
+    return (found & exists[where]).any(axis=1)
+
+
+def _observed(reader: RecordsReader, config: RasterflowConfig, z: int) -> Observed:
+    """The level's summary rows, folded (only where a range has an end to fill)."""
+    names = fill_stats(config, z)
+    observed: Observed = {}
+    if names:
+        for chunk in reader.summary(z, RANGE_COLUMNS):
+            fold(observed, column(chunk, "stat"), column(chunk, "min", np.nan),
+                 column(chunk, "max", np.nan), names)  # fmt: skip
+    return observed
 
 
 def _size(n: int | None) -> str:

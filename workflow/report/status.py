@@ -5,8 +5,9 @@ Per step and level: the tiles the plan expects, how many are `ok`, `failed` and
 a parent none of whose children is ok, a web tile whose raster is not ok. Then
 the slowest tiles per step and the failures with their reasons, grouped.
 
-The rows are those of the event CSV plus the journal a running (or killed)
-driver appends to, so `status` shows a run in progress.
+The rows are those of the files at PDG's names plus the journal parts a running (or
+killed) driver has committed, so `status` shows a run in progress. They are read a level
+at a time as whole columns (`workflow.outcome`); only the rows shown become dicts.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from rasterflow.rasterize_core.tiles import Tile
+import numpy as np
+
 from rasterflow.workflow.config import RasterflowConfig
 from rasterflow.workflow.layout import lock_path
 from rasterflow.workflow.lock import RunLock, is_stale
+from rasterflow.workflow.outcome import outcome, step_levels
 from rasterflow.workflow.plan import list_staged, make_plan
-from rasterflow.workflow.records import RunRecords
-
-STEPS = ("rasterize", "parent", "webtile")
+from rasterflow.workflow.records import RecordsReader
+from rasterflow.workflow.steps import Step
 
 
 @dataclass
@@ -69,7 +71,7 @@ class StatusReport:
         for step, rows in self.slowest.items():
             if rows:
                 out += ["", f"slowest {step} tiles:"]
-                out += [f"  {_tile(r)}  {float(r['duration_s']):.3f} s{_polygons(r)}"
+                out += [f"  {_tile(r)}  {float(r['total_time']):.3f} s{_polygons(r)}"
                         f"{_output(r)}" for r in rows]  # fmt: skip
         if self.failures:
             out += ["", f"failures ({len(self.failures)}), by reason:"]
@@ -93,58 +95,38 @@ class StatusReport:
 
 def status_report(config: RasterflowConfig, slowest: int = 3) -> StatusReport:
     """Outcomes per step and level against the plan of the staged tiles now."""
-    records = RunRecords(config).load()
-    sources = list_staged(config)
-    plan = make_plan(config, sources, 1 << 40, 1 << 30, dict.fromkeys(sources, 0))
-    report = StatusReport(config, n_rows=len(records.events))
+    staged = list_staged(config)
+    plan = make_plan(config, staged, 1 << 40, 1 << 30)
+    result = outcome(RecordsReader(config), plan, slowest=slowest, everything=True)
+    report = StatusReport(config, n_rows=result.rows, failures=result.failures,
+                          slowest=result.slowest, last_run=result.last_run,
+                          unplanned=result.unplanned)  # fmt: skip
     report.running = _lock_holder(config)
-
-    def ok(step: str, tile: Tile) -> bool:
-        row = records.event(step, *tile)
-        return bool(row) and row["status"] == "ok"
-
-    def raster_ok(tile: Tile) -> bool:
-        return ok(plan.raster_step(tile.z), tile)
-
-    planned = set()
-    for step in STEPS:
-        for z in _levels(step, plan):
-            level = StepLevel(step, z, len(plan.levels[z]))
-            for tile in plan.levels[z]:
-                planned.add((step, *tile))
-                row = records.event(step, *tile)
-                if row and row["status"] == "ok":
-                    level.ok += 1
-                elif row:
-                    level.failed += 1
-                else:
-                    level.missing += 1
-                    if step == "parent":
-                        level.blocked += not any(raster_ok(c) for c in tile.children())
-                    elif step == "webtile":
-                        level.blocked += not raster_ok(tile)
+    for step in Step:
+        for z in step_levels(step, plan):
+            count = result.levels[str(step), z]
+            level = StepLevel(str(step), z, plan.level_size(z), count.n_ok, count.n_failed)
+            level.missing = level.expected - level.ok - level.failed
+            if level.missing:
+                level.blocked = _blocked(plan, result, step, z, count)
             report.levels.append(level)
-    rows = list(records.events.values())
-    report.unplanned = sum(1 for key in records.events if key not in planned)
-    failed = [r for r in rows if r["status"] == "failed"]
-    report.failures = sorted(
-        failed, key=lambda r: (STEPS.index(r["step"]), -r["z"], r["x"], r["y"])
-    )
-    for step in STEPS:
-        timed = [r for r in rows if r["step"] == step and r["status"] == "ok"
-                 and _number(r.get("duration_s")) is not None]  # fmt: skip
-        timed.sort(key=lambda r: -_number(r["duration_s"]))
-        report.slowest[step] = timed[:slowest]
-    report.last_run = _last_run(rows)
     return report
 
 
-def _levels(step: str, plan) -> list[int]:
-    """The levels a step works on, finest first: rasterize z-max, parents below it."""
-    levels = sorted(plan.levels, reverse=True)
-    if step == "rasterize":
-        return [plan.z_max]
-    return [z for z in levels if z != plan.z_max] if step == "parent" else levels
+def _blocked(plan, result, step: Step, z: int, count) -> int:
+    """Missing tiles whose input is not there: a parent none of whose children is ok, a web
+    tile whose GeoTIFF is not ok."""
+    missing = ~(count.ok | count.failed)
+    if step == Step.PARENT:
+        children = plan.levels[z + 1]
+        child_ok = result.levels[str(plan.raster_step(z + 1)), z + 1].ok
+        where, found = plan.levels[z].children_index(children)
+        any_ok = (found & child_ok[where]).any(axis=1)
+        return int(np.count_nonzero(missing & ~any_ok))
+    if step == Step.WEBTILE:
+        raster_ok = result.levels[str(plan.raster_step(z)), z].ok
+        return int(np.count_nonzero(missing & ~raster_ok))
+    return 0
 
 
 def _lock_holder(config: RasterflowConfig) -> str | None:
@@ -153,13 +135,6 @@ def _lock_holder(config: RasterflowConfig) -> str | None:
         return None
     job = f", job {holder['job_id']}" if holder.get("job_id") else ""
     return f"host {holder.get('host')}, pid {holder.get('pid')}{job}"
-
-
-def _last_run(rows: list[dict]) -> str | None:
-    started = [
-        (str(r.get("started_at") or ""), str(r.get("run_id"))) for r in rows if r.get("run_id")
-    ]
-    return max(started)[1] if started else None
 
 
 def _number(value) -> float | None:

@@ -1,0 +1,180 @@
+"""The Parsl session of a run, and the Parsl internals it relies on.
+
+`interchanges`, `abandon_cleanup` and `try_count` reach past Parsl's public API: these tests
+fail loudly when a Parsl upgrade renames or changes what they use. The in-process ones use
+a ThreadPoolExecutor (no processes); the last one starts the real local site once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from concurrent.futures import Future
+from pathlib import Path
+
+import psutil
+import pytest
+from parsl import python_app
+from parsl.config import Config
+from parsl.executors import ThreadPoolExecutor
+
+from rasterflow.executors.parsl_configs import parsl_config
+from rasterflow.executors.sites import load_site
+from rasterflow.rasterize_core.errors import RunAbortedError
+from rasterflow.workflow.parsl_session import (
+    ParslSession,
+    interchanges,
+    retry_cost,
+    try_count,
+)
+from rasterflow.workflow.worker_start import warm_worker
+
+
+def threads_config(run_dir: Path, retries: int = 0) -> Config:
+    return Config(executors=[ThreadPoolExecutor(max_threads=1, label="threads")],
+                  run_dir=str(run_dir), retries=retries, retry_handler=retry_cost)  # fmt: skip
+
+
+def test_a_session_never_started_starts_nothing(tmp_path):
+    built = []
+    session = ParslSession(lambda: built.append(1) or threads_config(tmp_path / "runinfo"))
+    session.close()
+    assert not session.started and not built and not (tmp_path / "runinfo").exists()
+
+
+def test_a_config_function_is_called_at_start(tmp_path):
+    built = []
+    session = ParslSession(lambda: built.append(1) or threads_config(tmp_path / "runinfo"))
+    with session:
+        assert built == [1] and python_app(lambda: "ran")().result(timeout=30) == "ran"
+
+
+def test_start_loads_in_the_background_and_dfk_waits(tmp_path):
+    import parsl
+
+    session = ParslSession(threads_config(tmp_path / "runinfo"))
+    session.start()
+    session.start()  # once only
+    try:
+        dfk = session.dfk()
+        assert parsl.dfk() is dfk and python_app(lambda: 41 + 1)().result(timeout=30) == 42
+        assert interchanges(dfk) == []  # threads: no interchange to watch
+        session.check()
+    finally:
+        session.close()
+    with pytest.raises(parsl.errors.NoDataFlowKernelError):
+        parsl.dfk()
+
+
+def test_a_failed_load_is_raised_in_the_driver_thread(tmp_path):
+    session = ParslSession(object())  # not a Parsl Config
+    session.start()
+    with pytest.raises(Exception) as caught:
+        session.dfk()
+    assert not isinstance(caught.value, AssertionError)
+    session.close()  # nothing to end
+
+
+def test_try_count_counts_parsl_retries(tmp_path):
+    """`try_id` in Parsl's task record: 0 for the first try, +1 per retry."""
+    tally = tmp_path / "tries"
+
+    def flaky(path):
+        with open(path, "a") as handle:
+            handle.write(".")
+        if len(Path(path).read_text()) < 2:
+            raise OSError("connection reset")  # transient: retried
+        return "done"
+
+    with ParslSession(threads_config(tmp_path / "runinfo", retries=2)):
+        first_time = python_app(flaky)(str(tally))
+        assert first_time.result(timeout=30) == "done"
+        assert try_count(first_time) == 2
+        once = python_app(lambda: 1)()
+        once.result(timeout=30)
+        assert try_count(once) == 1
+    done = Future()
+    done.set_result(None)
+    assert try_count(done) == 1  # a plain future (stub apps): one try
+
+
+EXIT_WITHOUT_CLEANUP = """
+import sys
+import parsl
+from parsl.config import Config
+from parsl.executors import ThreadPoolExecutor
+from rasterflow.workflow.parsl_session import abandon_cleanup
+dfk = parsl.load(Config(executors=[ThreadPoolExecutor(label="threads")], run_dir=sys.argv[1]))
+if sys.argv[2] == "abandon":
+    abandon_cleanup(dfk)
+"""
+
+
+@pytest.mark.parametrize("how", ["keep", "abandon"])
+def test_abandon_cleanup_drops_parsl_exit_hook(tmp_path, how):
+    """Parsl registers `dfk.atexit_cleanup` at load (it warns of a DFK left running; older
+    Parsl cleaned up, blocking on a dead interchange): after `abandon_cleanup` it is gone."""
+    run = subprocess.run([sys.executable, "-c", EXIT_WITHOUT_CLEANUP, str(tmp_path), how],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    (log,) = tmp_path.glob("*/parsl.log")
+    warned = "exiting with a DFK still running" in log.read_text()
+    assert warned == (how == "keep")
+
+
+# Sent by value (defined in a module called __main__): workers cannot import tests.
+PROBE = """
+def probe():
+    import os, sys
+    from rasterflow.workflow.worker_start import lean_pyogrio
+    lean_pyogrio()
+    import rasterflow.rasterize_core.read
+    return {"rank": os.environ.get("PARSL_WORKER_RANK"), "pid": os.getpid(),
+            "globus": "globus_compute_sdk" in sys.modules,
+            "geopandas": "geopandas" in sys.modules, "pyogrio": "pyogrio" in sys.modules}
+"""
+
+
+@pytest.mark.slow
+def test_local_site_internals(tmp_path):
+    """The real local site: the interchange is found and watched, workers run the warm-up
+    first, import Parsl without the Globus Compute SDK and pyogrio without geopandas; a dead
+    interchange fails `check()` and `close()` ends every process of the run."""
+    namespace = {"__name__": "__main__"}
+    exec(PROBE, namespace)
+    session = ParslSession(parsl_config(load_site("local"), tmp_path / "runinfo"),
+                           warm_up=warm_worker, warm_tasks=2)  # fmt: skip
+    session.start()
+    try:
+        dfk = session.dfk()
+        (interchange,) = interchanges(dfk)
+        assert isinstance(interchange, subprocess.Popen) and interchange.poll() is None
+        traces = session.traces()
+        assert traces["interchange_pid"] == interchange.pid
+        assert traces["interchange_started"] == psutil.Process(interchange.pid).create_time()
+        warmed = {future.result(timeout=120) for future in session.warm_futures}
+        assert warmed and os.getpid() not in warmed
+        seen = python_app(namespace["probe"])().result(timeout=120)
+        assert seen["rank"] is not None and seen["pid"] != os.getpid()
+        lean = {key: seen[key] for key in ("globus", "geopandas", "pyogrio")}
+        assert lean == {"globus": False, "geopandas": False, "pyogrio": True}
+        session.check()
+        os.kill(interchange.pid, signal.SIGKILL)
+        interchange.wait(timeout=30)
+        with pytest.raises(RunAbortedError, match="interchange .* died"):
+            session.check()
+        pool = [p for p in psutil.process_iter(["cmdline"])
+                if str(tmp_path) in " ".join(p.info["cmdline"] or ())]  # fmt: skip
+        assert pool  # the worker pool, still running
+    finally:
+        session.close()
+    assert not [p for p in pool if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert "globus_compute_sdk" in sys.modules or not _sdk_installed()  # the driver keeps it
+
+
+def _sdk_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("globus_compute_sdk") is not None

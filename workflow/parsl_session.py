@@ -1,0 +1,176 @@
+"""A run's Parsl: started early in the background, always ended cleanly.
+
+    session = ParslSession(parsl_config, warm_up=warm_worker, warm_tasks=2)
+    with closing(session):     # ends Parsl if it was started: cleanup, or, with a dead
+        session.start()        # interchange, its processes. Once the run knows it has work:
+        ...                    # Parsl loads in a thread while the driver plans and sets up
+        dfk = session.dfk()    # wait for Parsl (re-raises what failed while loading)
+        session.check()        # raises RunAbortedError once an interchange has died
+
+`with session:` is the short form when Parsl is wanted at once: it starts Parsl, waits for
+it, and ends it with the block.
+
+Loading a HighThroughputExecutor starts the interchange, then the worker pool, whose workers
+import Parsl and then rasterflow: a second or two, all of which overlaps the driver's own
+work when `start()` comes early. A session that is never started costs nothing, so a rerun
+with nothing to do need not start Parsl.
+
+What rasterflow needs from Parsl beyond its public API is gathered at the bottom, in three
+small functions (`interchanges`, `abandon_cleanup`, `try_count`);
+tests/unit/workflow/test_parsl_session.py fails when a Parsl upgrade breaks one of them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+import psutil
+
+from rasterflow.rasterize_core.errors import ConfigError, RunAbortedError, TileInputError
+from rasterflow.workflow.lock import reap_orphans
+
+log = logging.getLogger(__name__)
+
+
+class ParslSession:
+    """One Parsl config, loaded at most once, in a background thread. `parsl_config` may be
+    a function that builds it: then even Parsl's import waits for `start()`."""
+
+    def __init__(
+        self,
+        parsl_config: Any,
+        warm_up: Callable[[], object] | None = None,
+        warm_tasks: int = 0,
+    ):
+        self.config = parsl_config
+        self.warm_up = warm_up  # a task sent `warm_tasks` times as soon as Parsl is up
+        self.warm_tasks = warm_tasks
+        self.warm_futures: list[Future] = []
+        self._thread: threading.Thread | None = None
+        self._dfk: Any = None
+        self._error: BaseException | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> None:
+        """Load Parsl in the background (once; later calls do nothing)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._load, name="parsl-start", daemon=True)
+            self._thread.start()
+
+    def dfk(self) -> Any:
+        """The loaded DataFlowKernel, waiting for it (and starting it) if need be."""
+        self.start()
+        assert self._thread is not None
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._dfk
+
+    def _load(self) -> None:
+        try:
+            import parsl
+
+            config = self.config() if callable(self.config) else self.config
+            self._dfk = parsl.load(config)
+            self._send_warm_ups()
+        except BaseException as err:  # noqa: BLE001 - handed to the driver's thread by dfk()
+            self._error = err
+
+    def _send_warm_ups(self) -> None:
+        """Give each worker its imports and compiled kernels before real work arrives: the
+        interchange hands these out first, one to each worker as it comes up."""
+        if self.warm_up is None or self.warm_tasks <= 0:
+            return
+        from parsl import python_app
+
+        app = python_app(self.warm_up, data_flow_kernel=self._dfk)
+        self.warm_futures = [app() for _ in range(self.warm_tasks)]
+
+    def check(self) -> None:
+        """Fail the run if an interchange died (killed, OOM): Parsl would wait for it forever.
+        The rows so far are in the journal, so a rerun resumes."""
+        if self._dfk is None:
+            return
+        for proc in interchanges(self._dfk):
+            if proc.poll() is not None:
+                raise RunAbortedError(
+                    f"Parsl's interchange (pid {proc.pid}) died with exit code {proc.returncode}; "
+                    "the results so far are kept: rerun to resume"
+                )
+
+    def traces(self) -> dict:
+        """What a run that finds this driver dead needs to end the Parsl processes it left:
+        the run dir (every pool command line names it), the interchange's pid and birth time."""
+        dfk = self.dfk()
+        pid = next((proc.pid for proc in interchanges(dfk)), None)
+        born = psutil.Process(pid).create_time() if pid and psutil.pid_exists(pid) else None
+        return {"parsl_run_dir": os.path.abspath(dfk.run_dir), "interchange_pid": pid,
+                "interchange_started": born}  # fmt: skip
+
+    def close(self) -> None:
+        """End Parsl if it was started (a load under way is waited for first)."""
+        if self._thread is None:
+            return
+        self._thread.join()
+        dfk, self._dfk, self._thread = self._dfk, None, None
+        if dfk is None:  # the load failed: nothing of Parsl's is up
+            return
+        import parsl
+
+        try:
+            if all(proc.poll() is None for proc in interchanges(dfk)):
+                dfk.cleanup()
+            else:  # cleanup would block on the dead interchange's channel: end what is ours
+                abandon_cleanup(dfk)
+                reap_orphans({"parsl_run_dir": os.path.abspath(dfk.run_dir)})
+        finally:
+            parsl.clear()
+
+    def __enter__(self) -> ParslSession:
+        self.dfk()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def retry_cost(exception: BaseException, task_record: dict) -> float:
+    """Parsl retry handler: deterministic errors use up every retry at once."""
+    deterministic = (TileInputError, ConfigError, ImportError, TypeError, AttributeError)
+    return 100.0 if isinstance(exception, deterministic) else 1.0
+
+
+# -- Parsl internals: the only places rasterflow reaches past Parsl's public API ------------
+def interchanges(dfk: Any) -> list:
+    """The interchange processes (`subprocess.Popen`) of the DFK's HighThroughputExecutors,
+    whose death Parsl does not notice (it waits on them forever)."""
+    from parsl.executors import HighThroughputExecutor
+
+    executors = dfk.executors.values()
+    procs = [ex.interchange_proc for ex in executors if isinstance(ex, HighThroughputExecutor)]
+    return [proc for proc in procs if proc is not None]
+
+
+def abandon_cleanup(dfk: Any) -> None:
+    """Drop the hook Parsl registered to run at exit for a DFK never cleaned up (one whose
+    interchange died: `cleanup()` would block on its channel). Parsl 2026 only warns there;
+    older versions cleaned up, and the driver could never exit."""
+    atexit.unregister(dfk.atexit_cleanup)
+
+
+def try_count(future: Future) -> int:
+    """How many tries a finished app took (1 + Parsl's retries); 1 for a plain future."""
+    from parsl.dataflow.futures import AppFuture
+
+    if not isinstance(future, AppFuture):
+        return 1
+    return int(future.task_record["try_id"]) + 1
