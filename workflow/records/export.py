@@ -125,7 +125,7 @@ def _table(schema: pa.Schema, columns: dict, source: pa.Table) -> pa.Table:
             value = source[field.name]
         else:
             value = pa.nulls(len(source), field.type)
-        arrays.append(pc.cast(value, field.type))
+        arrays.append(value if value.type == field.type else pc.cast(value, field.type))
     return pa.Table.from_arrays(arrays, schema=schema)
 
 

@@ -323,7 +323,11 @@ class _Writer:
         """Write what is pending as one row group (a row group never spans two groups)."""
         if not self._pending:
             return
-        table = pa.concat_tables(self._pending).cast(self.schema)
+        table = pa.concat_tables(self._pending)
+        if table.schema.equals(self.schema, check_metadata=False):
+            table = table.replace_schema_metadata(self.schema.metadata)
+        else:
+            table = table.cast(self.schema)
         self._pending, self._rows = [], 0
         self._pq.write_table(table, row_group_size=len(table))
         if self._text:
