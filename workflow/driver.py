@@ -45,14 +45,21 @@ from rasterflow.workflow.resume import (
     LevelRows,
     Outputs,
     config_seeds,
+    needs_work,
     parent_fingerprints,
     rasterize_fingerprints,
-    up_to_date,
     web_seed,
     webtile_fingerprints,
 )
 from rasterflow.workflow.steps import Step
-from rasterflow.workflow.value_ranges import Observed, Ranges, fill_stats, fold, level_ranges
+from rasterflow.workflow.value_ranges import (
+    RANGE_COLUMNS,
+    Observed,
+    Ranges,
+    fill_stats,
+    fold,
+    level_ranges,
+)
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +203,8 @@ class Driver:
             child = self.plan.levels[z + 1]
             fingerprints = parent_fingerprints(self._seeds[step], level, index, child,
                                                self._state(z + 1).rows.checksum)  # fmt: skip
-        todo = self._todo(state.rows, index, fingerprints,
-                          lambda at: self._outputs.geotiffs_exist(z, level.x[at], level.y[at]))
+        todo = needs_work(state.rows, level, index, fingerprints, self._outputs.geotiffs_exist,
+                          self.overwrite)
         self.progress.add_total(step, z, len(index))
         self.progress.skip(step, z, len(index) - int(todo.sum()))
         if not todo.any():
@@ -208,12 +215,6 @@ class Driver:
             self._submit(item)
         else:
             self._urgent.append(item)
-
-    def _todo(self, rows: LevelRows, index, fingerprints, files_exist) -> np.ndarray:
-        if self.overwrite:
-            return np.ones(len(index), dtype=bool)
-        done = up_to_date(rows.same(index, fingerprints), lambda at: files_exist(index[at]))
-        return ~done
 
     def _submit(self, item: Submitted) -> None:
         if self._apps is None:
@@ -339,7 +340,7 @@ class Driver:
     def _fold_found(self, z: int, state: LevelState, observed: Observed, names) -> None:
         """Fold the summary rows found at z, less those of tiles this run rewrote."""
         level = self.plan.levels[z]
-        for chunk in self.found.summary(z, ["stat", "min", "max"]):
+        for chunk in self.found.summary(z, RANGE_COLUMNS):
             index, found = level.find(column(chunk, "x"), column(chunk, "y"))
             keep = ~(found & state.rewritten[index])
             fold(observed, column(chunk, "stat")[keep], column(chunk, "min", np.nan)[keep],
@@ -350,14 +351,10 @@ class Driver:
         index = np.arange(len(level))
         seed = web_seed(self._seeds[Step.WEBTILE], self.ranges[z])
         fingerprints = webtile_fingerprints(seed, state.rows.checksum)
-        if self.overwrite:
-            todo = np.ones(len(level), dtype=bool)
-        else:
-            rows = LevelRows.read(self.found, Step.WEBTILE, level)
-            candidates = rows.same(index, fingerprints) & ~state.rewritten
-            done = up_to_date(candidates, lambda at: self._outputs.pngs_exist(
-                z, level.x[at], level.y[at]))  # fmt: skip
-            todo = ~done
+        rows = (LevelRows.empty(len(level)) if self.overwrite
+                else LevelRows.read(self.found, Step.WEBTILE, level))  # fmt: skip
+        todo = needs_work(rows, level, index, fingerprints, self._outputs.pngs_exist,
+                          self.overwrite, stale=state.rewritten)
         self.progress.add_total(Step.WEBTILE, z, len(level))
         self.progress.skip(Step.WEBTILE, z, len(level) - int(todo.sum()))
         chosen = np.flatnonzero(todo)

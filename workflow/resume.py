@@ -163,9 +163,17 @@ def _exist(template: str, z: int, x: np.ndarray, y: np.ndarray, chunk: int = 409
     return found
 
 
-def up_to_date(candidates: np.ndarray, check) -> np.ndarray:
-    """`candidates` (rows that say done) narrowed to those whose files `check` finds."""
-    done = candidates.copy()
+def needs_work(rows: LevelRows, level: Level, index: np.ndarray, fingerprints: np.ndarray,
+               exists, overwrite: bool, stale: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """Which of the level's tiles at `index` need work: all of them with `overwrite`; else
+    those without an ok row of these fingerprints (or marked `stale`, by level index), and
+    those whose output `exists(z, x, y)` does not find (checked only where a row says done)."""
+    if overwrite:
+        return np.ones(len(index), dtype=bool)
+    done = rows.same(index, fingerprints)
+    if stale is not None:
+        done &= ~stale[index]
     if done.any():
-        done[done] = check(np.flatnonzero(done))
-    return done
+        at = index[done]
+        done[done] = exists(level.z, level.x[at], level.y[at])
+    return ~done

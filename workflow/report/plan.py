@@ -25,9 +25,9 @@ from rasterflow.workflow.resume import (
     LevelRows,
     Outputs,
     config_seeds,
+    needs_work,
     parent_fingerprints,
     rasterize_fingerprints,
-    up_to_date,
     web_seed,
     webtile_fingerprints,
 )
@@ -180,13 +180,13 @@ def rerun_todo(
         if step == Step.RASTERIZE:
             prints = rasterize_fingerprints(seeds[step], level, plan.sizes, plan.mtimes, index)
             above = np.zeros(len(level), bool)
-            own = _redo(overwrite, rows, prints, outputs.geotiffs_exist, level)
+            own = needs_work(rows, level, index, prints, outputs.geotiffs_exist, overwrite)
         else:
             child, child_rows, changing = below
             prints = parent_fingerprints(seeds[step], level, index, child, child_rows.checksum)
             where, found = level.children_index(child)
             above = (found & changing[where]).any(axis=1)
-            own = _redo(overwrite, rows, prints, outputs.geotiffs_exist, level)
+            own = needs_work(rows, level, index, prints, outputs.geotiffs_exist, overwrite)
             own &= above | _some_child_exists(outputs, child, where, found)
         again = own & rows.failed & (rows.fingerprint == prints)
         retries |= set(level.tiles(np.flatnonzero(again)))
@@ -196,19 +196,11 @@ def rerun_todo(
         ranges = level_ranges(config, z, _observed(reader, config, z))
         web_prints = webtile_fingerprints(web_seed(seeds[Step.WEBTILE], ranges), rows.checksum)
         web_rows = LevelRows.read(reader, Step.WEBTILE, level)
-        web = _redo(overwrite, web_rows, web_prints, outputs.pngs_exist, level)
+        web = needs_work(web_rows, level, index, web_prints, outputs.pngs_exist, overwrite)
         if web.any():
             web[web] = outputs.geotiffs_exist(z, level.x[web], level.y[web])
         todo[Step.WEBTILE, z] = web | changing
     return todo, retries
-
-
-def _redo(overwrite: bool, rows: LevelRows, prints, exist, level) -> np.ndarray:
-    if overwrite:
-        return np.ones(len(prints), dtype=bool)
-    done = up_to_date(rows.same(np.arange(len(prints)), prints),
-                      lambda at: exist(level.z, level.x[at], level.y[at]))  # fmt: skip
-    return ~done
 
 
 def _some_child_exists(outputs: Outputs, child, where: np.ndarray, found: np.ndarray):
