@@ -38,7 +38,8 @@ def decode_rows(wkb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
             refused = None
         except shapely.errors.GEOSException:  # one bad row makes GEOS refuse them all
             geoms = shapely.from_wkb(wkb, on_invalid="ignore")
-            refused = np.flatnonzero(shapely.is_missing(geoms) & np.not_equal(wkb, None))
+            given = np.array([value is not None for value in wkb], bool)
+            refused = np.flatnonzero(shapely.is_missing(geoms) & given)
     reasons = None
     if refused is not None and len(refused):
         reasons = np.full(len(geoms), "", dtype=object)

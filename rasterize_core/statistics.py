@@ -122,7 +122,7 @@ def _area_band(tile: StagedTile, spec: StatSpec, triplets, grid: Grid) -> np.nda
     geom_index, pixel_index, fraction = triplets
     size = grid.shape[0] * grid.shape[1]
     if spec.property in AREA_KEYWORDS:
-        band = np.bincount(pixel_index, weights=fraction, minlength=size)
+        band: np.ndarray = np.bincount(pixel_index, weights=fraction, minlength=size)
         if spec.property == "area_within_pixel":
             width_px, height_px = grid.pixel_size
             band *= width_px * height_px

@@ -312,12 +312,13 @@ class Driver:
         state = self._state(z)
         above = self.plan.levels.get(z - 1)
         if above is not None and above.n_batches:
-            parents = self._state(z - 1)
-            first = int(np.searchsorted(above.dep_hi, b, side="right"))
-            last = int(np.searchsorted(above.dep_lo, b, side="right"))
+            waiting, dep_lo, dep_hi = self._state(z - 1).waiting, above.dep_lo, above.dep_hi
+            assert waiting is not None and dep_lo is not None and dep_hi is not None
+            first = int(np.searchsorted(dep_hi, b, side="right"))
+            last = int(np.searchsorted(dep_lo, b, side="right"))
             for p in range(first, last):
-                parents.waiting[p] -= 1
-                if parents.waiting[p] == 0:
+                waiting[p] -= 1
+                if waiting[p] == 0:
                     self._prepare(Step.PARENT, z - 1, p)
         state.batches_left -= 1
         if state.batches_left == 0:

@@ -188,7 +188,7 @@ def _scan_column(column: os.DirEntry, config: RasterflowConfig, columns, odd) ->
             odd[(config.z_max, x, int(stem))] = entry.path
 
 
-def read_tile_list(path: str | Path, config: RasterflowConfig) -> Staged:
+def read_tile_list(path: str | os.PathLike[str], config: RasterflowConfig) -> Staged:
     """A subset to run: one `z/x/y` (or a staged path ending so) per line."""
     tiles = []
     for line in Path(path).read_text().splitlines():
@@ -212,7 +212,9 @@ def _stamp(path: str) -> tuple[int, int]:
     return info.st_size, info.st_mtime_ns
 
 
-def staged_sources(config: RasterflowConfig, tiles_file: str | Path | None = None) -> Staged:
+def staged_sources(
+    config: RasterflowConfig, tiles_file: str | os.PathLike[str] | None = None
+) -> Staged:
     """The z-max tiles to run: all staged ones, or those a tile list names."""
     staged = read_tile_list(tiles_file, config) if tiles_file else list_staged(config)
     if not len(staged):

@@ -21,8 +21,9 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from rasterflow.workflow.steps import Step
 
@@ -100,7 +101,7 @@ class RunProgress:
             TextColumn("{task.fields[skipped]}"), TextColumn("[red]{task.fields[failed]}"),
             console=console,
         ) if self.live else None  # fmt: skip
-        self._tasks: dict[tuple[str, int], int] = {}
+        self._tasks: dict[tuple[str, int], TaskID] = {}
 
     def __enter__(self) -> RunProgress:
         if self._bar:
@@ -190,7 +191,7 @@ class RunProgress:
         if self._bar is None:
             return
         key = (step, z)
-        fields = {
+        fields: dict[str, Any] = {
             "rate": format_rate(counter.rate(now)),
             "eta": _eta_or_elapsed(counter, now),
             "skipped": f"{counter.skipped} up to date" if counter.skipped else "",

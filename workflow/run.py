@@ -76,7 +76,7 @@ def run_workflow(
     config: RasterflowConfig,
     site: str = "local",
     overwrite: bool = False,
-    tiles_file: str | Path | None = None,
+    tiles_file: str | os.PathLike[str] | None = None,
     window: int | None = None,
     live_progress: bool | None = None,
 ) -> RunReport:

@@ -14,7 +14,9 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from pyproj import CRS
@@ -33,8 +35,11 @@ from rasterflow.rasterize_core.tiles import Tile, tile_in_grid, tms_crs_wkt, xy_
 from rasterflow.workflow.batches import TileBatch, TileResults, pack
 from rasterflow.workflow.config import RasterflowConfig
 from rasterflow.workflow.layout import geotiff_path, webtile_path
-from rasterflow.workflow.steps import Step
+from rasterflow.workflow.steps import Step, TileRecord
 from rasterflow.workflow.worker_start import LazyModule, deferred, lean_pyogrio
+
+if TYPE_CHECKING:
+    from rasterflow.rasterize_core import read as read_types
 
 # Imported by the apps that use them, at first use (workflow/worker_start.py): the driver
 # never loads GDAL or numba, a worker only what its tasks need.
@@ -64,7 +69,7 @@ def rasterize_batch(batch: Tiles, sources: list[str], config: RasterflowConfig) 
     """z-max tiles: staged polygons -> one GeoTIFF each."""
     crs = CRS.from_wkt(tms_crs_wkt(config.tms_id))
     records = [
-        _run_tile(Step.RASTERIZE, tile, lambda t=tile, s=src: _rasterize_tile(t, s, config, crs))
+        _run_tile(Step.RASTERIZE, tile, partial(_rasterize_tile, tile, src, config, crs))
         for tile, src in zip(_tiles(batch), sources, strict=True)
     ]
     return pack(records, range(len(records)))
@@ -72,7 +77,8 @@ def rasterize_batch(batch: Tiles, sources: list[str], config: RasterflowConfig) 
 
 def parents_batch(batch: Tiles, config: RasterflowConfig) -> TileResults:
     """Parent tiles: 2x2 reduction of the children that exist; none -> no record."""
-    records, positions = [], []
+    records: list[TileRecord] = []
+    positions: list[int] = []
     for position, tile in enumerate(_tiles(batch)):
         children = [geotiff_path(config, child) for child in tile.children()]
         if any(path.exists() for path in children):
@@ -86,7 +92,8 @@ def webtiles_batch(
     batch: Tiles, config: RasterflowConfig, ranges: dict[str, tuple[float, float]]
 ) -> TileResults:
     """PNG per statistic for tiles whose GeoTIFF exists, with the level's value ranges."""
-    records, positions = [], []
+    records: list[TileRecord] = []
+    positions: list[int] = []
     for position, tile in enumerate(_tiles(batch)):
         if geotiff_path(config, tile).exists():
             work = lambda t=tile: _webtile_tile(t, config, ranges)  # noqa: E731
@@ -96,13 +103,13 @@ def webtiles_batch(
 
 
 # -- per tile ---------------------------------------------------------------
-def _run_tile(step: str, tile: Tile, work: Callable[[], dict]) -> dict:
+def _run_tile(step: str, tile: Tile, work: Callable[[], dict]) -> TileRecord:
     """Time one tile's work and turn its outcome or its error into a record. An error names
     the file and what is wrong; `detail` keeps the library's own words (for an unexpected
     error, its whole traceback) for debugging."""
     started = time.time()
-    record = {"step": step, "z": tile.z, "x": tile.x, "y": tile.y, "host": os.uname().nodename,
-              "start_time": started}  # fmt: skip
+    record: dict[str, Any] = {"step": step, "z": tile.z, "x": tile.x, "y": tile.y,
+                              "host": os.uname().nodename, "start_time": started}  # fmt: skip
     try:
         record.update(status="ok", error=None, **work())
     except TileInputError as err:
@@ -113,7 +120,7 @@ def _run_tile(step: str, tile: Tile, work: Callable[[], dict]) -> dict:
         record.update(status="failed", error=_unexpected(err, path), path=path, summary=[],
                       detail="".join(traceback.format_exception(err)))  # fmt: skip
     record["total_time"] = round(time.time() - started, 6)
-    return record
+    return cast(TileRecord, record)
 
 
 @contextmanager
@@ -124,8 +131,8 @@ def _about_file(path: str | Path) -> Iterator[None]:
     except RasterflowError:
         raise
     except Exception as err:
-        with suppress(AttributeError):  # an exception type without __dict__: unnamed then
-            err.tile_file = str(path)
+        with suppress(TypeError):  # an exception type without __dict__: unnamed then
+            vars(err)["tile_file"] = str(path)
         raise
 
 
@@ -204,13 +211,13 @@ def _write_and_summarize(config: RasterflowConfig, tile: Tile, bands: np.ndarray
 def band_summary(stat: str, band: np.ndarray, tile: Tile, bounds, path: Path) -> dict:
     """One summary row (PDG's columns, then x, y, n_nonempty); NaN pixels are left out."""
     values = band[np.isfinite(band)]
-    stats = dict.fromkeys(("min", "max", "mean", "median", "std", "var", "sum"), None)
+    stats: dict[str, float | None] = dict.fromkeys(("min", "max", "mean", "median", "std",
+                                                    "var", "sum"))  # fmt: skip
     if values.size:
-        var = values.var()  # std from it: numpy would compute the variance twice
-        stats = {"min": values.min(), "max": values.max(), "mean": values.mean(),
-                 "median": np.median(values), "std": np.sqrt(var), "var": var,
-                 "sum": values.sum()}  # fmt: skip
-        stats = {key: float(value) for key, value in stats.items()}
+        var = float(values.var())  # std from it: numpy would compute the variance twice
+        stats = {"min": float(values.min()), "max": float(values.max()),
+                 "mean": float(values.mean()), "median": float(np.median(values)),
+                 "std": float(np.sqrt(var)), "var": var, "sum": float(values.sum())}  # fmt: skip
     return {"stat": stat, "bounds": list(bounds), **stats, "path": str(path),
             "tile": f"Tile(x={tile.x}, y={tile.y}, z={tile.z})", "z": tile.z, "x": tile.x,
             "y": tile.y, "n_nonempty": int(np.count_nonzero(values))}  # fmt: skip
@@ -221,7 +228,7 @@ def stat_specs(config: RasterflowConfig) -> list[StatSpec]:
     return [StatSpec(s.weight_by, s.property, s.aggregation_method) for s in config.statistics]
 
 
-def staged_columns(config: RasterflowConfig) -> StagedColumns:
+def staged_columns(config: RasterflowConfig) -> read_types.StagedColumns:
     needed = [s.needed_column for s in config.statistics if s.needed_column]
     arithmetic = [(spec.property, spec.aggregation) for spec in stat_specs(config)
                   if needs_numbers(spec)]  # fmt: skip

@@ -7,6 +7,7 @@ them after a run under one failure policy.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from rasterflow.rasterize_core.errors import RasterflowError
 from rasterflow.workflow.config import RasterflowConfig
@@ -20,7 +21,9 @@ def publish(config: RasterflowConfig, report: RunReport) -> None:
     """Write every product the config asks for. Never fails a finished run: a product that
     cannot be made (no web tiles, no GeoTIFF, a grid the viewer cannot draw) becomes a note
     of the report, and the run's own outcome (its failed tiles, its exit code) stands."""
-    makers = [("viewer, WMTS and quick-looks", lambda: write_products(config, report.ranges))]
+    makers: list[tuple[str, Callable[[], object]]] = [
+        ("viewer, WMTS and quick-looks", lambda: write_products(config, report.ranges))
+    ]
     if config.stac:  # pystac and rasterio: imported only for it (`run` imports this first)
         from rasterflow.workflow.products.stac import write_stac
 

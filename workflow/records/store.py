@@ -155,9 +155,10 @@ class BaseFile:
 
     def _row_group_ranges(self) -> list[tuple]:
         """Per row group: ((name min, z min), (name max, z max)), or (None, None) unknown."""
+        assert self._file is not None
         metadata = self._file.metadata
         names = metadata.schema.names
-        ranges = []
+        ranges: list[tuple] = []
         for index in range(metadata.num_row_groups):
             row_group = metadata.row_group(index)
             z = row_group.column(names.index("z")).statistics

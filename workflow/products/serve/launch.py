@@ -24,10 +24,11 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 APP_FACTORY = "rasterflow.workflow.products.serve.app:app_from_environment"
 DEFAULT_WORKERS = 2  # measured on 2 cores: see README "Serving the product"
-UVICORN_OPTIONS = {
+UVICORN_OPTIONS: dict[str, Any] = {
     "factory": True,
     "access_log": False,  # ours: one JSON line per request (serve/logs.py)
     "log_level": "warning",
