@@ -58,6 +58,7 @@ def prepare(work: Path, job: str, tree: str | None) -> Path:
     root = work / f"job-{job}"
     config = root / "config.json"
     if not config.exists():
+        work.mkdir(parents=True, exist_ok=True)
         code = (
             "import sys\nfrom rasterflow.workflow.demo.synthetic import make_sample\n"
             f"make_sample(sys.argv[1], z_range=(10, 13), tiles={JOBS[job]!r})"

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 if TYPE_CHECKING:  # the config imports this module: the reader and the kernel load only
     from rasterflow.rasterize_core.read import StagedTile  # where tiles are computed
@@ -110,6 +109,8 @@ def _count_band(
     mine = own_pixels >= 0
     if spec.property in COUNT_KEYWORDS:
         return np.bincount(own_pixels[mine], minlength=size).astype("float64").reshape(shape)
+    import pandas as pd  # only here: the config's checks import this module, the driver too
+
     band = np.full(size, empty_value(spec.aggregation))
     values = pd.Series(tile.properties[spec.property][mine])
     if len(values):

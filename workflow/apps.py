@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pickle
 
-APPS = {"rasterize": "rasterize_batch", "parents": "parents_batch", "webtiles": "webtiles_batch"}
+APPS = {"rasterize": "rasterize_batch", "parents": "parents_batch", "webtiles": "webtiles_batch",
+        "quicklooks": "quicklooks_level"}  # fmt: skip
 
 
 def run_packed(call: bytes) -> bytes:

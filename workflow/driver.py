@@ -26,6 +26,7 @@ from typing import Protocol
 import numpy as np
 
 from rasterflow.rasterize_core.errors import TileInputError
+from rasterflow.workflow import quicklook
 from rasterflow.workflow.apps import run_packed
 from rasterflow.workflow.batches import (
     TileBatch,
@@ -70,6 +71,7 @@ class Apps(Protocol):
     def rasterize(self, batch: TileBatch, sources: list[str], config) -> Future: ...
     def parents(self, batch: TileBatch, config) -> Future: ...
     def webtiles(self, batch: TileBatch, config, ranges: dict) -> Future: ...
+    def quicklooks(self, z: int, config) -> Future: ...
 
 
 class ParslApps:
@@ -91,6 +93,9 @@ class ParslApps:
     def webtiles(self, batch, config, ranges) -> Future:
         return self._app(pack_call("webtiles", batch, config, ranges))
 
+    def quicklooks(self, z, config) -> Future:
+        return self._app(pack_call("quicklooks", z, config))
+
 
 @dataclass
 class Submitted:
@@ -102,6 +107,13 @@ class Submitted:
     whole: Submitted | None = None  # the lost batch this tile was split from
     tries_before: int = 0  # tries that batch took
     pieces_left: int = 0  # of a split batch: tiles not back yet
+
+
+@dataclass
+class QuickLooks:
+    """A level's quick-looks, sent once its web tiles are done (`workflow.quicklook`)."""
+
+    z: int
 
 
 @dataclass
@@ -135,9 +147,10 @@ class Driver:
         self._seeds = config_seeds(self.config)
         self._outputs = Outputs(self.config)
         self._states: dict[int, LevelState] = {}
-        self._urgent: deque[Submitted] = deque()  # parents and web tiles: keep levels moving
+        self._urgent: deque[Submitted | QuickLooks] = deque()  # keep levels moving
         self._next_top = 0  # the next z-max batch to prepare
-        self._outstanding: dict[Future, Submitted] = {}
+        self._outstanding: dict[Future, Submitted | QuickLooks] = {}
+        self._web_left: dict[int, int] = {}  # per level: web-tile batches not back yet
         self._apps: Apps | None = None
         self._last_beat = time.time()
 
@@ -216,9 +229,12 @@ class Driver:
         else:
             self._urgent.append(item)
 
-    def _submit(self, item: Submitted) -> None:
+    def _submit(self, item: Submitted | QuickLooks) -> None:
         if self._apps is None:
             self._apps = self.launch()
+        if isinstance(item, QuickLooks):
+            self._outstanding[self._apps.quicklooks(item.z, self.config)] = item
+            return
         level = self.plan.levels[item.z]
         batch = TileBatch(item.z, level.x[item.index], level.y[item.index])
         if item.step == Step.RASTERIZE:
@@ -232,7 +248,14 @@ class Driver:
         self._outstanding[future] = item
 
     # -- collecting -------------------------------------------------------------------------
-    def _collect(self, future: Future, item: Submitted) -> None:
+    def _collect(self, future: Future, item: Submitted | QuickLooks) -> None:
+        if isinstance(item, QuickLooks):
+            try:
+                future.result()
+            except Exception as err:  # a product, not a tile: the run's outcome stands
+                self.notes.add(f"quick-looks of z{item.z} not written: {type(err).__name__}: "
+                               f"{err}")  # fmt: skip
+            return
         attempt = item.tries_before + try_count(future)
         try:
             results = unpacked(future.result())
@@ -308,6 +331,9 @@ class Driver:
     # -- levels -----------------------------------------------------------------------------
     def _finish(self, step: Step, z: int, b: int) -> None:
         if step == Step.WEBTILE:
+            self._web_left[z] -= 1
+            if self._web_left[z] == 0 and len(self.plan.levels[z]) <= quicklook.MAX_TILES:
+                self._urgent.append(QuickLooks(z))  # this run drew some of its web tiles
             return
         state = self._state(z)
         above = self.plan.levels.get(z - 1)
@@ -360,6 +386,7 @@ class Driver:
         self.progress.skip(Step.WEBTILE, z, len(level) - int(todo.sum()))
         chosen = np.flatnonzero(todo)
         size = web_batch_size(len(chosen), self.plan.batch_tiles, self.window)
+        self._web_left[z] = -(-len(chosen) // size)
         for start in range(0, len(chosen), size):
             part = chosen[start : start + size]
             self._urgent.append(Submitted(Step.WEBTILE, z, -1, part, fingerprints[part]))

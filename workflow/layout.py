@@ -6,6 +6,7 @@ Tile paths follow the config's `tile_path_structure` (PDG's order of path parts)
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import quote
 
@@ -27,6 +28,31 @@ def webtile_path(config: RasterflowConfig, tile: Tile, stat: str) -> Path:
         config.dir_web_tiles, config.tms_id, tile, config.ext_web_tiles, stat,
         config.tile_path_structure,
     )  # fmt: skip
+
+
+def webtiles_on_disk(config: RasterflowConfig, stat: str, z: int) -> set[tuple[int, int]]:
+    """(x, y) of the web tiles of `stat` at level z on disk (one scan of its folders)."""
+    level_dir = webtile_path(config, Tile(z, 0, 0), stat).parent.parent
+    return tiles_in(level_dir, config.ext_web_tiles)
+
+
+def geotiffs_on_disk(config: RasterflowConfig, z: int) -> set[tuple[int, int]]:
+    return tiles_in(geotiff_path(config, Tile(z, 0, 0)).parent.parent, ".tif")
+
+
+def tiles_in(level_dir: Path, ext: str) -> set[tuple[int, int]]:
+    """(x, y) of the `{x}/{y}{ext}` files below a level's folder."""
+    tiles: set[tuple[int, int]] = set()
+    if not level_dir.is_dir():
+        return tiles
+    for column in os.scandir(level_dir):
+        if not (column.is_dir() and column.name.isdigit()):
+            continue
+        for entry in os.scandir(column.path):
+            stem = entry.name.removesuffix(ext)
+            if entry.name.endswith(ext) and stem.isdigit():
+                tiles.add((int(column.name), int(stem)))
+    return tiles
 
 
 def tile_template(config: RasterflowConfig, stat: str, z: str, x: str, y: str) -> str:

@@ -85,11 +85,13 @@ def run_workflow(
     site_model = load_site(site)
     require_submittable(site_model)
     workers = expected_workers(site_model)
-    plan = plan_run(config, staged_sources(config, tiles_file), workers)
     run_id = new_run_id()
     session = _parsl(site_model, runinfo_dir(config), workers)
     with run_lock(lock_path(config)) as lock, closing(session):  # Parsl ends whatever happens
         records = RunRecords(config)
+        if overwrite or config.overwrite or not records.files.exist():
+            session.start()  # a first run has work: Parsl starts while the driver plans
+        plan = plan_run(config, staged_sources(config, tiles_file), workers)
         found = records.open()  # folds in what a killed run left
         with RunProgress(live_progress) as progress:
             progress.expect(plan)

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 # never loads GDAL or numba, a worker only what its tasks need.
 geotiff = LazyModule("rasterflow.rasterize_core.geotiff")  # rasterio
 webtile = LazyModule("rasterflow.rasterize_core.webtile")  # Pillow
+_quicklook = LazyModule("rasterflow.workflow.quicklook")  # Pillow
 _read = LazyModule("rasterflow.rasterize_core.read", before=lean_pyogrio)  # pyogrio, pyarrow
 read_staged_tile = deferred(_read, "read_staged_tile")
 StagedColumns = deferred(_read, "StagedColumns")
@@ -100,6 +101,11 @@ def webtiles_batch(
             records.append(_run_tile(Step.WEBTILE, tile, work))
             positions.append(position)
     return pack(records, positions)
+
+
+def quicklooks_level(z: int, config: RasterflowConfig) -> list[str]:
+    """The level's quick-looks, from its web tiles on disk (`workflow.quicklook`)."""
+    return _quicklook.write_level(config, z)
 
 
 # -- per tile ---------------------------------------------------------------

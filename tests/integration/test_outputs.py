@@ -23,7 +23,6 @@ from rasterio.windows import from_bounds
 
 from rasterflow.rasterize_core.tiles import Tile, get_tms, xy_bounds
 from rasterflow.workflow.layout import WMTS_NAME, quicklook_path, webtile_path
-from rasterflow.workflow.products.quicklook import write_quicklooks
 from rasterflow.workflow.products.viewer import write_products
 from rasterflow.workflow.products.viewer_data import existing_tiles
 from rasterflow.workflow.products.wmts import write_wmts
@@ -131,12 +130,13 @@ def test_gdal_reads_the_web_tiles_through_the_wmts_document(cog_run):
 
 # -- quick-looks ------------------------------------------------------------------------------
 def test_quicklook_per_level_and_statistic(cog_run):
-    paths = write_quicklooks(cog_run)
-    assert len(paths) == 5 * len(cog_run.stat_names)
+    """The run's workers made them, a level as soon as its web tiles were done."""
+    made = sorted((Path(cog_run.dir_web_tiles) / "quicklooks").iterdir())
+    assert len(made) == 5 * len(cog_run.stat_names)
     for stat in cog_run.stat_names:
         for z, tiles in existing_tiles(cog_run, [stat]).items():
             path = quicklook_path(cog_run, stat, z)
-            assert path in paths and path.parent.parent == Path(cog_run.dir_web_tiles)
+            assert path in made and path.parent.parent == Path(cog_run.dir_web_tiles)
             with Image.open(path) as image:
                 ql = np.asarray(image.convert("RGBA"))
             xs, ys = [x for x, _ in tiles], [y for _, y in tiles]
@@ -148,7 +148,6 @@ def test_quicklook_per_level_and_statistic(cog_run):
 
 def test_quicklook_is_the_level_mosaicked(cog_run):
     """z12: 2x2 tiles of 256 px fit 512 px unshrunk: the quick-look is the tiles, placed."""
-    write_quicklooks(cog_run)
     tiles = existing_tiles(cog_run, ["iwp_coverage"])[12]
     x0, y0 = min(x for x, _ in tiles), min(y for _, y in tiles)
     with Image.open(quicklook_path(cog_run, "iwp_coverage", 12)) as image:

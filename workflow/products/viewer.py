@@ -229,8 +229,8 @@ def write_products(
     config: RasterflowConfig, ranges: Ranges | None = None, base_url: str | None = None
 ) -> list[Path]:
     """The viewer page, the WMTS capabilities and the quick-looks; return their paths."""
-    from rasterflow.workflow.products.quicklook import write_quicklooks
     from rasterflow.workflow.products.wmts import write_wmts
+    from rasterflow.workflow.quicklook import write_quicklooks
 
     if not config.web_tiles:
         raise RasterflowError(
@@ -245,4 +245,4 @@ def write_products(
     except ViewerError as err:  # the WMTS document and quick-looks still work
         log.warning("map page not written: %s", err)
     paths.append(write_wmts(config, base_url, found))
-    return paths + write_quicklooks(config, found=found)
+    return paths + write_quicklooks(config, found, missing_only=True)  # the run made the rest

@@ -9,13 +9,11 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 from rasterflow.rasterize_core import palette
 from rasterflow.rasterize_core.tiles import Tile, get_tms
 from rasterflow.workflow.config import RasterflowConfig
-from rasterflow.workflow.layout import geotiff_path, webtile_path
+from rasterflow.workflow.layout import geotiffs_on_disk, webtiles_on_disk
 from rasterflow.workflow.value_ranges import Ranges
 
 PAGE_BACKGROUND = (0xF4, 0xF3, 0xEF)  # the map's background (static/viewer.css #map)
@@ -28,10 +26,8 @@ def tiles_by_stat(config: RasterflowConfig) -> TilesByStat:
     """Per statistic, per level: (x, y) of its web tiles on disk (one scan of the folders)."""
     found: TilesByStat = {}
     for stat in config.stat_names:
-        levels = {}
-        for z in range(config.z_min, config.z_max + 1):
-            level_dir = webtile_path(config, Tile(z, 0, 0), stat).parent.parent
-            levels[z] = _scan_level(level_dir, config.ext_web_tiles)
+        levels = {z: webtiles_on_disk(config, stat, z)
+                  for z in range(config.z_min, config.z_max + 1)}  # fmt: skip
         found[stat] = {z: tiles for z, tiles in levels.items() if tiles}
     return found
 
@@ -50,25 +46,8 @@ def existing_tiles(
 
 def geotiff_tiles(config: RasterflowConfig) -> dict[int, set]:
     """(x, y) of the GeoTIFFs on disk per level (what `rasterflow serve` draws from)."""
-    levels = {}
-    for z in range(config.z_min, config.z_max + 1):
-        level_dir = geotiff_path(config, Tile(z, 0, 0)).parent.parent
-        levels[z] = _scan_level(level_dir, ".tif")
+    levels = {z: geotiffs_on_disk(config, z) for z in range(config.z_min, config.z_max + 1)}
     return {z: tiles for z, tiles in levels.items() if tiles}
-
-
-def _scan_level(level_dir: Path, ext: str) -> set[tuple[int, int]]:
-    tiles: set[tuple[int, int]] = set()
-    if not level_dir.is_dir():
-        return tiles
-    for column in os.scandir(level_dir):
-        if not (column.is_dir() and column.name.isdigit()):
-            continue
-        for entry in os.scandir(column.path):
-            stem = entry.name.removesuffix(ext)
-            if entry.name.endswith(ext) and stem.isdigit():
-                tiles.add((int(column.name), int(stem)))
-    return tiles
 
 
 # -- where they are, in lon/lat ---------------------------------------------------

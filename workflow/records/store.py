@@ -75,6 +75,11 @@ class RecordFiles:
     def csv(self, kind: str) -> Path:
         return self.events_csv if kind == EVENTS else self.summary_csv
 
+    def exist(self) -> bool:
+        """Any record of an earlier run: the event log (CSV or Parquet) or a journal."""
+        return (self.events_csv.exists() or self.events_csv.with_suffix(".parquet").exists()
+                or (self.parts.is_dir() and any(self.parts.iterdir())))  # fmt: skip
+
 
 class BaseFile:
     """The rows of one kind in the files at PDG's names."""

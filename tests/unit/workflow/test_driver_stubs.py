@@ -16,7 +16,7 @@ from rasterflow.rasterize_core.tiles import Tile
 from rasterflow.workflow.batches import pack
 from rasterflow.workflow.config import load_config
 from rasterflow.workflow.driver import Driver
-from rasterflow.workflow.layout import geotiff_path, webtile_path
+from rasterflow.workflow.layout import geotiff_path, webtile_path, webtiles_on_disk
 from rasterflow.workflow.plan import Staged, make_plan
 from rasterflow.workflow.progress import RunProgress
 from rasterflow.workflow.records import RunRecords
@@ -54,6 +54,13 @@ class StubApps:
             assert all(t in self.ended for t in batch.tiles())
             self.ranges[batch.z] = ranges
         return self.pool.submit(self._webtiles, batch)
+
+    def quicklooks(self, z, config):
+        with self.lock:  # every web tile of the level was drawn before its quick-looks
+            drawn = {(x, y) for x, y in webtiles_on_disk(self.config, config.stat_names[0], z)}
+            assert drawn >= {(t.x, t.y) for t in self.done if t.z == z}
+            self.calls.append(("quicklooks", z, len(drawn)))
+        return self.pool.submit(lambda: [])
 
     def _raster(self, step: str, batch):
         tiles = batch.tiles()
@@ -134,7 +141,10 @@ BLOCK = [(x, y) for x in range(200, 206) for y in range(100, 104)]  # 24 tiles a
 
 def test_levels_in_order_with_folded_ranges(config):
     driver, apps = drive(config, BLOCK)
-    assert {step for step, _, _ in apps.calls} == {"rasterize", "parent", "webtile"}
+    assert {step for step, _, _ in apps.calls} == {"rasterize", "parent", "webtile",
+                                                   "quicklooks"}  # fmt: skip
+    assert sorted(c for c in apps.calls if c[0] == "quicklooks") == [
+        ("quicklooks", 8, 2), ("quicklooks", 9, 6), ("quicklooks", 10, 24)]  # once per level
     # iwp_count's range is [0, None]: the top end is the level's largest maximum, which the
     # stubs make x + y of each tile; iwp_coverage's [0, 1] is kept.
     assert apps.ranges == {z: {"iwp_count": (0.0, top), "iwp_coverage": (0.0, 1.0)}
@@ -182,4 +192,5 @@ def test_a_rerun_with_nothing_to_do_launches_nothing(config):
     geotiff_path(config, Tile(10, 203, 102)).unlink()
     driver, apps = drive(config, BLOCK)
     assert driver.started_executor
-    assert sorted(apps.calls) == [("rasterize", 10, 1), ("webtile", 10, 1)]
+    assert sorted(apps.calls) == [("quicklooks", 10, 24), ("rasterize", 10, 1),
+                                  ("webtile", 10, 1)]  # fmt: skip

@@ -12,9 +12,10 @@ from rasterflow.rasterize_core.tiles import get_tms
 from rasterflow.workflow.config import parse_config
 from rasterflow.workflow.layout import quicklook_path
 from rasterflow.workflow.products import publish
-from rasterflow.workflow.products.quicklook import write_quicklooks
 from rasterflow.workflow.products.viewer import write_products
+from rasterflow.workflow.products.viewer_data import tiles_by_stat
 from rasterflow.workflow.products.wmts import capabilities, crs_urn
+from rasterflow.workflow.quicklook import write_quicklooks
 from rasterflow.workflow.run import RunReport
 from tests.helpers.web_tiles import config_over_fake_tiles
 from tests.helpers.web_tiles import wmts_tag as q
@@ -48,13 +49,13 @@ def test_crs_urns():
 
 def test_quicklook_shrinks_and_leaves_gaps_transparent(tmp_path):
     config = config_over_fake_tiles(tmp_path)
-    paths = write_quicklooks(config, max_side=256)
+    paths = write_quicklooks(config, tiles_by_stat(config), max_side=256)
     assert len(paths) == 2
     with Image.open(quicklook_path(config, "n", 3)) as image:
         ql = np.asarray(image.convert("RGBA"))
     assert ql.shape == (128, 256, 4)  # 2x1 tiles shrunk by 2 to fit 256 px
     assert (ql[..., 0] == 200).all() and (ql[..., 3] == 255).all()
-    assert write_quicklooks(config, max_tiles=1) == []  # too many tiles: skipped
+    assert write_quicklooks(config, tiles_by_stat(config), max_tiles=1) == []  # too many
 
 
 def test_products_never_fail_a_run(tmp_path):

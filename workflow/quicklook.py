@@ -8,10 +8,12 @@ does for RGBA, so sparse pixels fade instead of vanishing or darkening.
 Levels too large for a quick-look (more than `max_tiles` tiles or more than
 `max_side` tiles across) are skipped with a log line: a coarser level shows them.
 
-They are made after the run, by the driver alone, so they must be quick: one thread per
-core (Pillow decodes, shrinks and encodes in C without the GIL), and a fast PNG
-compression (level 1: 4 % larger than `optimize`, 6x faster, for images of at most
-512 px).
+A worker makes a level's quick-looks once its web tiles are done (the driver sends the
+task, `write_level`): the run has nothing of them left to do after its last tile.
+`write_quicklooks` makes those still missing (outputs of an older version), in the driver,
+one thread per core (Pillow decodes, shrinks and encodes in C without the GIL). PNG
+compression is fast (level 1: 4 % larger than `optimize`, 6x faster, for images of at
+most 512 px).
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-from PIL import Image
+from typing import TYPE_CHECKING
 
 from rasterflow.rasterize_core.atomic import atomic_write_bytes
 from rasterflow.rasterize_core.tiles import Tile
 from rasterflow.workflow.config import RasterflowConfig
-from rasterflow.workflow.layout import quicklook_path, webtile_path
-from rasterflow.workflow.products.viewer_data import TilesByStat, tiles_by_stat
+from rasterflow.workflow.layout import quicklook_path, webtile_path, webtiles_on_disk
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ def mosaic(
     config: RasterflowConfig, stat: str, z: int, tiles: set[tuple[int, int]], max_side: int
 ) -> Image.Image:
     """The level's tiles of `stat` on one transparent RGBA canvas, shrunk to fit."""
+    from PIL import Image  # here: the driver imports this module for its limits only
+
     x0, x1 = min(x for x, _ in tiles), max(x for x, _ in tiles)
     y0, y1 = min(y for _, y in tiles), max(y for _, y in tiles)
     height, width = config.tile_size
@@ -61,31 +66,51 @@ def mosaic(
     return canvas
 
 
+def write_level(config: RasterflowConfig, z: int) -> list[str]:
+    """The quick-looks of level z, one per statistic with web tiles there (a worker's
+    task); return their paths."""
+    paths = []
+    for stat in config.stat_names:
+        tiles = webtiles_on_disk(config, stat, z)
+        if fits(stat, z, tiles):
+            paths.append(str(_write_quicklook(config, stat, z, tiles, MAX_SIDE)))
+    return paths
+
+
 def write_quicklooks(
     config: RasterflowConfig,
+    found: dict[str, dict[int, set]],
     max_side: int = MAX_SIDE,
     max_tiles: int = MAX_TILES,
-    found: TilesByStat | None = None,
+    missing_only: bool = False,
 ) -> list[Path]:
-    """A quick-look per level and statistic that has web tiles; return their paths."""
-    found = found if found is not None else tiles_by_stat(config)
-    levels: list[tuple[str, int, set[tuple[int, int]]]] = []
-    for stat in config.stat_names:
-        for z, tiles in sorted(found.get(stat, {}).items()):
-            xs = [x for x, _ in tiles]
-            ys = [y for _, y in tiles]
-            span = max(max(xs) - min(xs), max(ys) - min(ys)) + 1
-            if len(tiles) > max_tiles or span > max_side:
-                log.info("quick-look %s z%d skipped: %d tiles, %d across (a coarser level "
-                         "shows them)", stat, z, len(tiles), span)  # fmt: skip
-                continue
-            levels.append((stat, z, tiles))
+    """A quick-look per level and statistic of `found` (statistic -> z -> web tiles on
+    disk), or only those not on disk yet; return their paths."""
+    levels = [(stat, z, tiles) for stat in config.stat_names
+              for z, tiles in sorted(found.get(stat, {}).items())
+              if fits(stat, z, tiles, max_side, max_tiles)
+              and not (missing_only and quicklook_path(config, stat, z).exists())]  # fmt: skip
     if not levels:
         return []
     with ThreadPoolExecutor(min(len(levels), os.cpu_count() or 1)) as pool:
         jobs = [pool.submit(_write_quicklook, config, stat, z, tiles, max_side)
                 for stat, z, tiles in levels]  # fmt: skip
         return [job.result() for job in jobs]
+
+
+def fits(stat: str, z: int, tiles: set[tuple[int, int]], max_side: int = MAX_SIDE,
+         max_tiles: int = MAX_TILES) -> bool:  # fmt: skip
+    """A level small enough for a quick-look (else a coarser level shows its tiles)."""
+    if not tiles:
+        return False
+    xs = [x for x, _ in tiles]
+    ys = [y for _, y in tiles]
+    span = max(max(xs) - min(xs), max(ys) - min(ys)) + 1
+    if len(tiles) > max_tiles or span > max_side:
+        log.info("quick-look %s z%d skipped: %d tiles, %d across (a coarser level shows "
+                 "them)", stat, z, len(tiles), span)  # fmt: skip
+        return False
+    return True
 
 
 def _write_quicklook(
