@@ -49,10 +49,12 @@ def config_for_run(
     run_dir: str | os.PathLike[str],
     retries: int = 2,
     retry_handler: Callable | None = None,
+    worker_preload: Sequence[str] = (),
 ) -> Any:
-    """The Parsl config `rasterflow run` uses: in-allocation inside a job, else pilot jobs."""
+    """The Parsl config `rasterflow run` uses: in-allocation inside a job, else pilot jobs.
+    `worker_preload`: modules a local site's workers start with (`executors.warm_pool`)."""
     if not in_allocation():
-        return parsl_config(site, run_dir, retries, retry_handler)
+        return parsl_config(site, run_dir, retries, retry_handler, worker_preload)
     if not current_job_id():
         raise RasterflowError(
             f"{IN_ALLOCATION_ENV}=1 but this process is not inside a Slurm or PBS job "

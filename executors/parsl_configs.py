@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rasterflow.executors import parsl_lean
+from rasterflow.executors import parsl_lean, warm_pool
 from rasterflow.executors.scheduler import allocation_nodes
 from rasterflow.executors.site_models import (
     BatchSite,
@@ -57,8 +57,12 @@ def parsl_config(
     run_dir: str | os.PathLike[str],
     retries: int = 2,
     retry_handler: Callable | None = None,
+    worker_preload: Sequence[str] = (),
 ) -> Any:
     """A new `parsl.config.Config` for this site (a fresh executor and provider every call).
+
+    Local: the pool's workers are forked from a server that imported `worker_preload`
+    (`executors.warm_pool`); with none, Parsl's own pool.
 
     Slurm/PBS: pilot jobs from the driver's machine (SlurmProvider + SrunLauncher,
     PBSProProvider + MpiExecLauncher). Placeholders are not checked here (a dry run may render
@@ -66,7 +70,8 @@ def parsl_config(
     executor needs a real endpoint id and is checked here.
     """
     if isinstance(site, LocalSite):
-        executor = _htex(site, _local_provider(site), max_workers=_local_workers(site))
+        executor = _htex(site, _local_provider(site), max_workers=_local_workers(site),
+                         launch_cmd=_warm_pool_command(worker_preload))  # fmt: skip
     elif isinstance(site, BatchSite):
         executor = _htex(site, _pilot_provider(site), max_workers=_batch_workers(site))
     elif isinstance(site, GlobusComputeSite):
@@ -141,12 +146,13 @@ def _config(executors, run_dir, retries, retry_handler, strategy, period, max_id
     )
 
 
-def _htex(site, provider, max_workers):
+def _htex(site, provider, max_workers, launch_cmd: str | None = None):
     from parsl.executors import HighThroughputExecutor
 
     return HighThroughputExecutor(
         label=f"htex_{site.kind}",
         provider=provider,
+        launch_cmd=launch_cmd,
         # The interchange runs beside the driver: start it with this Python, not from PATH
         # (a venv's bin/ is often not on the driver's PATH), without the Globus Compute SDK.
         interchange_launch_cmd=[sys.executable, "-c", parsl_lean.INTERCHANGE],
@@ -163,6 +169,15 @@ def _htex(site, provider, max_workers):
         # ~0.5 % of a core while it waits, for the whole run.
         poll_period=100,
     )
+
+
+def _warm_pool_command(preload: Sequence[str]) -> str | None:
+    """The local pool's command: Parsl's, run by `warm_pool` with this Python."""
+    if not preload:
+        return None
+    from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
+
+    return warm_pool.launch_command(sys.executable, list(preload), DEFAULT_LAUNCH_CMD)
 
 
 def _address(setting: str) -> str | None:

@@ -1,6 +1,6 @@
 """A run's Parsl: started early in the background, always ended cleanly.
 
-    session = ParslSession(parsl_config, warm_up=warm_worker, warm_tasks=2)
+    session = ParslSession(parsl_config)
     with closing(session):     # ends Parsl if it was started: cleanup, or, with a dead
         session.start()        # interchange, its processes. Once the run knows it has work:
         ...                    # Parsl loads in a thread while the driver plans and sets up
@@ -11,9 +11,9 @@
 it, and ends it with the block.
 
 Loading a HighThroughputExecutor starts the interchange, then the worker pool, whose workers
-import Parsl and then rasterflow: a second or two, all of which overlaps the driver's own
-work when `start()` comes early. A session that is never started costs nothing, so a rerun
-with nothing to do need not start Parsl.
+start with rasterflow's libraries loaded (`executors.warm_pool`): a second or two, all of
+which overlaps the driver's own work when `start()` comes early. A session that is never
+started costs nothing, so a rerun with nothing to do need not start Parsl.
 
 What rasterflow needs from Parsl beyond its public API is gathered at the bottom, in three
 small functions (`interchanges`, `abandon_cleanup`, `try_count`);
@@ -26,7 +26,6 @@ import atexit
 import logging
 import os
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -42,16 +41,8 @@ class ParslSession:
     """One Parsl config, loaded at most once, in a background thread. `parsl_config` may be
     a function that builds it: then even Parsl's import waits for `start()`."""
 
-    def __init__(
-        self,
-        parsl_config: Any,
-        warm_up: Callable[[], object] | None = None,
-        warm_tasks: int = 0,
-    ):
+    def __init__(self, parsl_config: Any):
         self.config = parsl_config
-        self.warm_up = warm_up  # a task sent `warm_tasks` times as soon as Parsl is up
-        self.warm_tasks = warm_tasks
-        self.warm_futures: list[Future] = []
         self._thread: threading.Thread | None = None
         self._dfk: Any = None
         self._error: BaseException | None = None
@@ -81,19 +72,8 @@ class ParslSession:
 
             config = self.config() if callable(self.config) else self.config
             self._dfk = parsl.load(config)
-            self._send_warm_ups()
         except BaseException as err:  # noqa: BLE001 - handed to the driver's thread by dfk()
             self._error = err
-
-    def _send_warm_ups(self) -> None:
-        """Give each worker its imports and compiled kernels before real work arrives: the
-        interchange hands these out first, one to each worker as it comes up."""
-        if self.warm_up is None or self.warm_tasks <= 0:
-            return
-        from parsl import python_app
-
-        app = python_app(self.warm_up, data_flow_kernel=self._dfk)
-        self.warm_futures = [app() for _ in range(self.warm_tasks)]
 
     def check(self) -> None:
         """Fail the run if an interchange died (killed, OOM): Parsl would wait for it forever.

@@ -16,7 +16,6 @@ from pathlib import Path
 from uuid import uuid4
 
 from rasterflow.executors.jobs import config_for_run
-from rasterflow.executors.site_models import LocalSite
 from rasterflow.executors.sites import load_site, require_submittable
 from rasterflow.rasterize_core.skips import SKIP_REASONS, skipped_text
 from rasterflow.workflow.config import RasterflowConfig
@@ -29,9 +28,9 @@ from rasterflow.workflow.plan import plan_run, staged_sources
 from rasterflow.workflow.progress import RunProgress
 from rasterflow.workflow.records import RecordsReader, RunRecords
 from rasterflow.workflow.value_ranges import Ranges, write_updated_config
-from rasterflow.workflow.worker_start import warm_worker
 
 log = logging.getLogger(__name__)
+WORKER_PRELOAD = "rasterflow.workflow.worker_preload"  # what local workers start with
 
 
 @dataclass
@@ -86,7 +85,7 @@ def run_workflow(
     require_submittable(site_model)
     workers = expected_workers(site_model)
     run_id = new_run_id()
-    session = _parsl(site_model, runinfo_dir(config), workers)
+    session = _parsl(site_model, runinfo_dir(config))
     with run_lock(lock_path(config)) as lock, closing(session):  # Parsl ends whatever happens
         records = RunRecords(config)
         if overwrite or config.overwrite or not records.files.exist():
@@ -134,16 +133,16 @@ def expected_workers(site_model) -> int:
     return per_node * blocks
 
 
-def _parsl(site_model, run_dir: Path, warm_tasks: int = 0) -> ParslSession:
+def _parsl(site_model, run_dir: Path) -> ParslSession:
     """The run's Parsl session: nothing of Parsl, not even its import, until `start()`
-    loads it in the background (`with` waits for it). A local site's workers each get a
-    warm-up task first."""
+    loads it in the background (`with` waits for it). A local site's workers are forked
+    with the apps' libraries loaded (`workflow.worker_preload`)."""
 
     def parsl_config():
-        return config_for_run(site_model, run_dir, retries=2, retry_handler=retry_cost)
+        return config_for_run(site_model, run_dir, retries=2, retry_handler=retry_cost,
+                              worker_preload=[WORKER_PRELOAD])  # fmt: skip
 
-    warm = warm_tasks if isinstance(site_model, LocalSite) else 0
-    return ParslSession(parsl_config, warm_up=warm_worker, warm_tasks=warm)
+    return ParslSession(parsl_config)
 
 
 def _report(config, plan, run_id: str, started: float, notes, ranges: Ranges) -> RunReport:

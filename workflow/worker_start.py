@@ -32,7 +32,12 @@ def in_parsl_worker() -> bool:
 
 def lean_pyogrio() -> None:
     """In a Parsl worker, import pyogrio without geopandas (see the module's docstring)."""
-    if not in_parsl_worker() or "pyogrio" in sys.modules or "geopandas" in sys.modules:
+    if in_parsl_worker():
+        _pyogrio_without_geopandas()
+
+
+def _pyogrio_without_geopandas() -> None:
+    if "pyogrio" in sys.modules or "geopandas" in sys.modules:
         return
     sys.modules["geopandas"] = None  # type: ignore[assignment]  # import raises ImportError
     try:
@@ -67,6 +72,23 @@ def deferred(module: LazyModule, name: str) -> Callable[..., Any]:
 
     call.__name__ = call.__qualname__ = name
     return call
+
+
+# What a worker's tasks import, in the order they would (`workflow.tasks` and its lazy parts).
+WORKER_MODULES = (
+    "rasterflow.workflow.apps", "rasterflow.workflow.tasks", "rasterflow.rasterize_core.read",
+    "rasterflow.rasterize_core.geotiff", "rasterflow.rasterize_core.webtile",
+    "rasterflow.workflow.quicklook", "rasterflow.rasterize_core.coverage", "PIL.PngImagePlugin",
+)  # fmt: skip
+
+
+def load_worker_libraries() -> None:
+    """Import everything a worker's tasks use and load the compiled kernels: what a local
+    pool's fork server does once (`workflow.worker_preload`) before it forks the workers."""
+    _pyogrio_without_geopandas()
+    for name in WORKER_MODULES:
+        importlib.import_module(name)
+    warm_worker()
 
 
 def warm_worker() -> int:

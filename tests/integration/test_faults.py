@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import geopandas as gpd
+import psutil
 import numpy as np
 import pandas as pd
 import pyogrio
@@ -302,24 +303,40 @@ def run_killing_workers(config, tmp_path, monkeypatch, batch_tiles: int, kills: 
 
 
 def kill_busy_worker(root: Path, killed: list[int], times: int = 1, timeout: float = 90) -> None:
-    """SIGKILL the first Parsl worker seen running our code (GDAL mapped: it is inside a
-    batch; an idle worker has only Parsl loaded), `times` times."""
+    """SIGKILL the first Parsl worker seen running a batch, `times` times. The workers are
+    forked by the pool's fork server (`executors.warm_pool`), every library loaded: a busy
+    one is told by its CPU time, which grew since the last look (an idle one waits on its
+    queue and is not scheduled)."""
     end = time.time() + timeout
+    used: dict[int, float] = {}
+    workers: list[psutil.Process] = []
+    looked = 0.0
     while time.time() < end and len(killed) < times:
-        for pool in processes_under(root):
-            if "process_worker_pool" not in " ".join(pool.cmdline()):
+        if time.time() - looked > 0.2:
+            workers, looked = pool_workers(root), time.time()
+        for worker in workers:
+            try:
+                now = sum(worker.cpu_times()[:2])
+            except psutil.Error:
                 continue
-            for worker in pool.children():
-                try:
-                    busy = "libgdal" in Path(f"/proc/{worker.pid}/maps").read_text()
-                except OSError:
-                    continue
-                if busy and worker.pid not in killed:
-                    os.kill(worker.pid, signal.SIGKILL)
-                    killed.append(worker.pid)
-                    if len(killed) == times:
-                        return
-        time.sleep(0.02)
+            busy = now > used.get(worker.pid, now)
+            used[worker.pid] = now
+            if busy and worker.pid not in killed:
+                os.kill(worker.pid, signal.SIGKILL)
+                killed.append(worker.pid)
+                if len(killed) == times:
+                    return
+        time.sleep(0.005)
+
+
+def pool_workers(root: Path) -> list[psutil.Process]:
+    """The processes forked by the fork server of each of our worker pools."""
+    found = []
+    for pool in processes_under(root):
+        with contextlib.suppress(psutil.Error):  # ended meanwhile
+            if "warm_pool" in " ".join(pool.cmdline()):
+                found += [w for server in pool.children() for w in server.children()]
+    return found
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")

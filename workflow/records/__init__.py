@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from rasterflow.workflow.records.parts import PartWriter, last_seq
+from rasterflow.workflow.records.parts import PartWriter, last_seq, use_system_allocator
 from rasterflow.workflow.records.reader import RecordsReader, column
 from rasterflow.workflow.records.store import RecordFiles, merge
 
@@ -22,6 +22,7 @@ class RunRecords:
     """The writing side of one run's records (the run holds the output's lock)."""
 
     def __init__(self, config, flush_s: float = 5.0):
+        use_system_allocator()  # the driver's process: a peak that does not grow with rows
         self.config = config
         self.files = RecordFiles.of(config)
         self.flush_s = flush_s

@@ -29,7 +29,7 @@ from rasterflow.workflow.parsl_session import (
     retry_cost,
     try_count,
 )
-from rasterflow.workflow.worker_start import warm_worker
+from rasterflow.workflow.run import WORKER_PRELOAD
 
 
 def threads_config(run_dir: Path, retries: int = 0) -> Config:
@@ -128,10 +128,15 @@ def test_abandon_cleanup_drops_parsl_exit_hook(tmp_path, how):
 PROBE = """
 def probe():
     import os, sys
+    preloaded = all(name in sys.modules for name in ("numba", "rasterio", "PIL.Image",
+                                                      "rasterflow.workflow.tasks"))
     from rasterflow.workflow.worker_start import lean_pyogrio
     lean_pyogrio()
     import rasterflow.rasterize_core.read
+    import psutil
+    parent = " ".join(psutil.Process(os.getppid()).cmdline())
     return {"rank": os.environ.get("PARSL_WORKER_RANK"), "pid": os.getpid(),
+            "parent": parent, "preloaded": preloaded,
             "globus": "globus_compute_sdk" in sys.modules,
             "geopandas": "geopandas" in sys.modules, "pyogrio": "pyogrio" in sys.modules}
 """
@@ -144,8 +149,8 @@ def test_local_site_internals(tmp_path):
     interchange fails `check()` and `close()` ends every process of the run."""
     namespace = {"__name__": "__main__"}
     exec(PROBE, namespace)
-    session = ParslSession(parsl_config(load_site("local"), tmp_path / "runinfo"),
-                           warm_up=warm_worker, warm_tasks=2)  # fmt: skip
+    session = ParslSession(parsl_config(load_site("local"), tmp_path / "runinfo",
+                                        worker_preload=[WORKER_PRELOAD]))  # fmt: skip
     session.start()
     try:
         dfk = session.dfk()
@@ -154,12 +159,12 @@ def test_local_site_internals(tmp_path):
         traces = session.traces()
         assert traces["interchange_pid"] == interchange.pid
         assert traces["interchange_started"] == psutil.Process(interchange.pid).create_time()
-        warmed = {future.result(timeout=120) for future in session.warm_futures}
-        assert warmed and os.getpid() not in warmed
         seen = python_app(namespace["probe"])().result(timeout=120)
         assert seen["rank"] is not None and seen["pid"] != os.getpid()
         lean = {key: seen[key] for key in ("globus", "geopandas", "pyogrio")}
         assert lean == {"globus": False, "geopandas": False, "pyogrio": True}
+        # Forked from the pool's fork server, every library of the tasks already loaded.
+        assert "forkserver" in seen["parent"] and seen["preloaded"]
         session.check()
         os.kill(interchange.pid, signal.SIGKILL)
         interchange.wait(timeout=30)
@@ -168,6 +173,7 @@ def test_local_site_internals(tmp_path):
         pool = [p for p in psutil.process_iter(["cmdline"])
                 if str(tmp_path) in " ".join(p.info["cmdline"] or ())]  # fmt: skip
         assert pool  # the worker pool, still running
+        pool += [child for p in pool for child in p.children(recursive=True)]
     finally:
         session.close()
     assert not [p for p in pool if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
