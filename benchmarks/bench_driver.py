@@ -194,7 +194,7 @@ def parse_args(argv):
     parser.add_argument("--parts", nargs="+", default=["plan", "real", "simulate", "rate"],
                         choices=["plan", "real", "simulate", "rate"])  # fmt: skip
     parser.add_argument("--plan", type=int, nargs="+", default=[10**4, 10**5, 10**6, 10**7])
-    parser.add_argument("--real", type=int, nargs="+", default=[3000, 24000])
+    parser.add_argument("--real", type=int, nargs="+", default=[3000, 100_000])
     parser.add_argument("--simulate", type=int, nargs="+", default=[10**5, 10**6, 10**7])
     parser.add_argument("--site", default="local")
     parser.add_argument("--workers", type=int, default=256, help="workers assumed for batches")

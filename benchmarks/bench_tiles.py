@@ -321,7 +321,7 @@ class ProcessSampler(threading.Thread):
         if self._pool is not None:
             with _gone_is_fine():
                 found.append((self._pool, "manager"))
-                for child in self._pool.children():
+                for child in self._pool.children(recursive=True):  # workers: fork server's
                     with _gone_is_fine():
                         if "resource_tracker" not in " ".join(child.cmdline()):
                             found.append((child, "pool_child"))
@@ -347,7 +347,7 @@ class ProcessSampler(threading.Thread):
 
 def _is_our_pool(cmdline: list[str] | None, marker: str) -> bool:
     text = " ".join(cmdline or [])
-    return "process_worker_pool" in text and marker in text
+    return ("process_worker_pool" in text or "warm_pool" in text) and marker in text
 
 
 class _gone_is_fine:
@@ -395,8 +395,8 @@ def run_pipeline(config: RasterflowConfig, workers: int, root: Path) -> dict:
 
 
 def pipeline_figures(sampler: ProcessSampler, events: pd.DataFrame, wall: float, workers: int):
-    begin = pd.to_datetime(events["started_at"], utc=True).map(pd.Timestamp.timestamp)
-    t0, t1 = float(begin.min()), float((begin + events["duration_s"]).max())
+    begin = events["start_time"]  # epoch seconds
+    t0, t1 = float(begin.min()), float((begin + events["total_time"]).max())
     window, cores = t1 - t0, os.cpu_count() or 1
     cpu_by_role: dict[str, float] = {}
     for pid, role in sampler.roles.items():
@@ -406,11 +406,11 @@ def pipeline_figures(sampler: ProcessSampler, events: pd.DataFrame, wall: float,
     busy = sorted(round(sampler.cpu_between(p, t0, t1) / window, 3) for p in workers_pids)
     ours = sum(sampler.cpu_between(pid, t0, t1) for pid in sampler.roles)
     others = max(0.0, sampler.core_busy_s(t0, t1) - ours)
-    steps = events.groupby("step")["duration_s"].agg(["count", "sum", "median"]).round(4)
+    steps = events.groupby("step")["total_time"].agg(["count", "sum", "median"]).round(4)
     headline = {
         "wall_s": round(wall, 2), "window_s": round(window, 2),
         "busy_min_worker": busy[0] if busy else 0.0, "busy_workers": busy,
-        "occupancy": round(float(events["duration_s"].sum()) / (window * workers), 3),
+        "occupancy": round(float(events["total_time"].sum()) / (window * workers), 3),
         "other_load": round(others / (window * cores), 3),
         "busy_all_cores_wall": round(cpu_by_role.get("worker", 0.0) / (wall * cores), 3),
         "worker_peak_mb": round(max(sampler.peak_rss[p] for p in workers_pids) / 2**20, 1),
@@ -476,7 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     result: dict = {"machine": machine_info()}
     config, name = prepare_sample(args)
-    sources = list_staged(config)
+    staged = list_staged(config)
+    listed = zip(staged.z.tolist(), staged.x.tolist(), staged.y.tolist(), strict=True)
+    sources = {Tile(z, x, y): staged.path(z, x, y) for z, x, y in listed}
     tiles = pick_tiles(sources, args.per_tile)
     parents = sorted({t.parent() for t in tiles})
     mb = sum(os.path.getsize(sources[t]) for t in tiles) / len(tiles) / 1e6

@@ -85,17 +85,19 @@ def write_quicklooks(
     missing_only: bool = False,
 ) -> list[Path]:
     """A quick-look per level and statistic of `found` (statistic -> z -> web tiles on
-    disk), or only those not on disk yet; return their paths."""
+    disk), or only those not on disk yet; return the paths of all of them."""
     levels = [(stat, z, tiles) for stat in config.stat_names
               for z, tiles in sorted(found.get(stat, {}).items())
-              if fits(stat, z, tiles, max_side, max_tiles)
-              and not (missing_only and quicklook_path(config, stat, z).exists())]  # fmt: skip
-    if not levels:
-        return []
-    with ThreadPoolExecutor(min(len(levels), os.cpu_count() or 1)) as pool:
-        jobs = [pool.submit(_write_quicklook, config, stat, z, tiles, max_side)
-                for stat, z, tiles in levels]  # fmt: skip
-        return [job.result() for job in jobs]
+              if fits(stat, z, tiles, max_side, max_tiles)]  # fmt: skip
+    paths = [quicklook_path(config, stat, z) for stat, z, _ in levels]
+    todo = [level for level, path in zip(levels, paths, strict=True)
+            if not (missing_only and path.exists())]  # fmt: skip
+    if todo:
+        with ThreadPoolExecutor(min(len(todo), os.cpu_count() or 1)) as pool:
+            for job in [pool.submit(_write_quicklook, config, stat, z, tiles, max_side)
+                        for stat, z, tiles in todo]:  # fmt: skip
+                job.result()
+    return paths
 
 
 def fits(stat: str, z: int, tiles: set[tuple[int, int]], max_side: int = MAX_SIDE,

@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 import geopandas as gpd
-import psutil
 import numpy as np
 import pandas as pd
+import psutil
 import pyogrio
 import pytest
 import rasterio

@@ -42,7 +42,7 @@ from rasterflow.workflow.steps import EVENT_FILE, SUMMARY_FILE, Step
 
 EVENTS, SUMMARY = "e", "s"
 SCHEMAS = {EVENTS: EVENT_FILE, SUMMARY: SUMMARY_FILE}
-ROW_GROUP_ROWS = 8_192  # rows a merge holds at once (~2.5 MB), and a Parquet row group
+ROW_GROUP_ROWS = 4_096  # rows a merge holds at once (~1.2 MB), and a Parquet row group
 CSV_KEY = b"rasterflow.csv"  # b"1" when the CSV beside it was written from the same rows
 Group = tuple[str, int]  # (step, z) for events, (SUMMARY_GROUP, z) for the summary
 

@@ -39,6 +39,7 @@ def test_parsls_pool_reads_its_context_from_parsl_multiprocessing():
     assert hasattr(parsl.multiprocessing, "SpawnContext")
     source = Path(importlib.util.find_spec(warm_pool.POOL_MODULE).origin).read_text()
     imports = [node for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom)]
-    assert any(node.module == "parsl.multiprocessing"
-               and [a.name for a in node.names] == ["SpawnContext"] for node in imports)  # fmt: skip
+    names = [[a.name for a in node.names] for node in imports
+             if node.module == "parsl.multiprocessing"]  # fmt: skip
+    assert names == [["SpawnContext"]]
     assert "multiprocessing.Process(" not in source and "get_context(" not in source
