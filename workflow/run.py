@@ -37,7 +37,7 @@ WORKER_PRELOAD = "rasterflow.workflow.worker_preload"  # what local workers star
 class RunReport:
     run_id: str
     geotiff_dir: Path
-    web_tiles_dir: Path
+    web_tiles_dir: Path | None  # None: web tiles off
     events_csv: Path
     elapsed_s: float
     done: dict[str, int] = field(default_factory=dict)  # tiles processed in this run, per step
@@ -61,9 +61,10 @@ class RunReport:
 
     def last_line(self) -> str:
         ok = sum(self.ok.values())
+        web = f", web tiles in {self.web_tiles_dir}" if self.web_tiles_dir else ""
         return (
             f"rasterflow: {ok} tile steps ok, {len(self.failures)} failed; GeoTIFFs in "
-            f"{self.geotiff_dir}, web tiles in {self.web_tiles_dir}, events in {self.events_csv}"
+            f"{self.geotiff_dir}{web}, events in {self.events_csv}"
         )
 
 
@@ -150,7 +151,7 @@ def _report(config, plan, run_id: str, started: float, notes, ranges: Ranges) ->
     return RunReport(
         run_id=run_id,
         geotiff_dir=Path(config.dir_geotiff),
-        web_tiles_dir=Path(config.dir_web_tiles),
+        web_tiles_dir=Path(config.dir_web_tiles) if config.web_tiles else None,
         events_csv=Path(config.filename_rasterization_events),
         elapsed_s=round(time.time() - started, 2),
         done=result.done(),

@@ -123,7 +123,7 @@ def report_summary(report: RunReport) -> dict[str, Any]:
         "notes": [str(note) for note in report.notes],
         "elapsed_s": float(report.elapsed_s),
         "geotiff_dir": str(report.geotiff_dir),
-        "web_tiles_dir": str(report.web_tiles_dir),
+        "web_tiles_dir": str(report.web_tiles_dir) if report.web_tiles_dir else None,
         "events_csv": str(report.events_csv),
         "last_line": report.last_line(),
     }

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from parsl.executors.high_throughput.errors import WorkerLost
 
 from rasterflow.rasterize_core.errors import TileInputError
-from rasterflow.workflow.run import retry_cost
+from rasterflow.workflow.run import RunReport, retry_cost
 
 
 def test_retry_cost_spends_every_retry_on_deterministic_errors():
@@ -14,3 +16,16 @@ def test_retry_cost_spends_every_retry_on_deterministic_errors():
     assert retry_cost(TypeError("bug"), record) > 2
     assert retry_cost(WorkerLost(0, "host"), record) == 1
     assert retry_cost(OSError("connection reset"), record) == 1
+
+
+def report(web_tiles_dir: Path | None) -> RunReport:
+    return RunReport(run_id="r", geotiff_dir=Path("/g"), web_tiles_dir=web_tiles_dir,
+                     events_csv=Path("/e.csv"), elapsed_s=1.0, ok={"rasterize": 3},
+                     failures=[{"step": "rasterize"}])  # fmt: skip
+
+
+def test_last_line_names_the_web_tiles_only_when_made():
+    assert report(Path("/w")).last_line() == (
+        "rasterflow: 3 tile steps ok, 1 failed; GeoTIFFs in /g, web tiles in /w, events in /e.csv")
+    assert report(None).last_line() == (
+        "rasterflow: 3 tile steps ok, 1 failed; GeoTIFFs in /g, events in /e.csv")
