@@ -147,7 +147,11 @@ class Driver:
         self._seeds = config_seeds(self.config)
         self._outputs = Outputs(self.config)
         self._states: dict[int, LevelState] = {}
-        self._urgent: deque[Submitted | QuickLooks] = deque()  # keep levels moving
+        # Parents first: the next level waits for them. Web tiles and quick-looks wait for
+        # nothing and take at most a quarter of the window, so that a parent batch never
+        # queues behind a level's worth of them in the interchange.
+        self._urgent: deque[Submitted] = deque()
+        self._later: deque[Submitted | QuickLooks] = deque()
         self._next_top = 0  # the next z-max batch to prepare
         self._outstanding: dict[Future, Submitted | QuickLooks] = {}
         self._web_left: dict[int, int] = {}  # per level: web-tile batches not back yet
@@ -184,6 +188,8 @@ class Driver:
         while len(self._outstanding) < self.window:
             if self._urgent:
                 self._submit(self._urgent.popleft())
+            elif self._later and self._later_outstanding() < max(1, self.window // 4):
+                self._submit(self._later.popleft())
             elif self._next_top < top.n_batches:
                 self._next_top += 1
                 self._prepare(Step.RASTERIZE, self.plan.z_max, self._next_top - 1)
@@ -191,6 +197,10 @@ class Driver:
                     self._tick()  # a long stretch of up-to-date batches
             else:
                 return
+
+    def _later_outstanding(self) -> int:
+        return sum(isinstance(item, QuickLooks) or item.step == Step.WEBTILE
+                   for item in self._outstanding.values())  # fmt: skip
 
     def _state(self, z: int) -> LevelState:
         if z not in self._states:
@@ -302,7 +312,7 @@ class Driver:
         for at in range(len(item.index)):
             piece = Submitted(item.step, item.z, item.batch, item.index[at : at + 1],
                               item.fingerprints[at : at + 1], item, attempt)  # fmt: skip
-            self._urgent.append(piece)
+            (self._later if item.step == Step.WEBTILE else self._urgent).append(piece)
 
     def _lost(self, item: Submitted, err: Exception) -> TileResults:
         level = self.plan.levels[item.z]
@@ -333,7 +343,7 @@ class Driver:
         if step == Step.WEBTILE:
             self._web_left[z] -= 1
             if self._web_left[z] == 0 and len(self.plan.levels[z]) <= quicklook.MAX_TILES:
-                self._urgent.append(QuickLooks(z))  # this run drew some of its web tiles
+                self._later.append(QuickLooks(z))  # this run drew some of its web tiles
             return
         state = self._state(z)
         above = self.plan.levels.get(z - 1)
@@ -389,7 +399,7 @@ class Driver:
         self._web_left[z] = -(-len(chosen) // size)
         for start in range(0, len(chosen), size):
             part = chosen[start : start + size]
-            self._urgent.append(Submitted(Step.WEBTILE, z, -1, part, fingerprints[part]))
+            self._later.append(Submitted(Step.WEBTILE, z, -1, part, fingerprints[part]))
 
     def _close_empty_levels(self) -> None:
         """A level with no batch at all (nothing valid staged under it) is done at once."""
