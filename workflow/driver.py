@@ -152,6 +152,7 @@ class Driver:
         # queues behind a level's worth of them in the interchange.
         self._urgent: deque[Submitted] = deque()
         self._later: deque[Submitted | QuickLooks] = deque()
+        self._later_out = 0  # of them, outstanding
         self._next_top = 0  # the next z-max batch to prepare
         self._outstanding: dict[Future, Submitted | QuickLooks] = {}
         self._web_left: dict[int, int] = {}  # per level: web-tile batches not back yet
@@ -171,7 +172,9 @@ class Driver:
                 break
             finished, _ = wait(list(self._outstanding), timeout=1.0, return_when=FIRST_COMPLETED)
             for future in finished:
-                self._collect(future, self._outstanding.pop(future))
+                item = self._outstanding.pop(future)
+                self._later_out -= isinstance(item, QuickLooks) or item.step == Step.WEBTILE
+                self._collect(future, item)
             self._tick()
 
     def _tick(self) -> None:
@@ -188,7 +191,8 @@ class Driver:
         while len(self._outstanding) < self.window:
             if self._urgent:
                 self._submit(self._urgent.popleft())
-            elif self._later and self._later_outstanding() < max(1, self.window // 4):
+            elif self._later and self._later_out < max(1, self.window // 4):
+                self._later_out += 1
                 self._submit(self._later.popleft())
             elif self._next_top < top.n_batches:
                 self._next_top += 1
@@ -197,10 +201,6 @@ class Driver:
                     self._tick()  # a long stretch of up-to-date batches
             else:
                 return
-
-    def _later_outstanding(self) -> int:
-        return sum(isinstance(item, QuickLooks) or item.step == Step.WEBTILE
-                   for item in self._outstanding.values())  # fmt: skip
 
     def _state(self, z: int) -> LevelState:
         if z not in self._states:

@@ -85,11 +85,12 @@ def run_workflow(
     site_model = load_site(site)
     require_submittable(site_model)
     workers = expected_workers(site_model)
+    redo_all = overwrite or config.overwrite
     run_id = new_run_id()
     session = _parsl(site_model, runinfo_dir(config))
     with run_lock(lock_path(config)) as lock, closing(session):  # Parsl ends whatever happens
         records = RunRecords(config)
-        if overwrite or config.overwrite or not records.files.exist():
+        if redo_all or not records.files.exist():
             session.start()  # a first run has work: Parsl starts while the driver plans
         plan = plan_run(config, staged_sources(config, tiles_file), workers)
         found = records.open()  # folds in what a killed run left
@@ -98,7 +99,7 @@ def run_workflow(
             driver = Driver(config, plan, records, found, run_id, progress,
                             window or max(8, 4 * workers), _launcher(session, lock),
                             lock.heartbeat, watch=session.check,
-                            overwrite=overwrite or config.overwrite)  # fmt: skip
+                            overwrite=redo_all)  # fmt: skip
             try:
                 driver.run()
             finally:

@@ -47,6 +47,7 @@ geotiff = LazyModule("rasterflow.rasterize_core.geotiff")  # rasterio
 webtile = LazyModule("rasterflow.rasterize_core.webtile")  # Pillow
 _quicklook = LazyModule("rasterflow.workflow.quicklook")  # Pillow
 _read = LazyModule("rasterflow.rasterize_core.read", before=lean_pyogrio)  # pyogrio, pyarrow
+LAZY_MODULES = (_read, geotiff, webtile, _quicklook)  # all of them: a warm worker loads these
 read_staged_tile = deferred(_read, "read_staged_tile")
 StagedColumns = deferred(_read, "StagedColumns")
 

@@ -9,11 +9,10 @@
   `read_arrow` + shapely). pandas stays: pyarrow itself imports it to turn the geometry
   column into a numpy array. Elsewhere (the driver, tests, the demo's sample generator,
   which writes with geopandas) nothing changes.
-- `warm_worker` is the first task a run sends each local worker (`ParslSession`): it loads
-  the coverage kernels from numba's on-disk cache (`cache=True`: compiled once per
-  installation; a new process then only loads them, ~0.3 s of numba's own start-up) while
-  the driver still plans. It loads nothing of GDAL: pyogrio and rasterio come with the
-  first real batch (tests/integration/test_faults.py tells busy workers by libgdal).
+- `warm_worker` loads the coverage kernels from numba's on-disk cache (`cache=True`:
+  compiled once per installation; a new process then only loads them, ~0.3 s of numba's
+  own start-up). A local pool's fork server runs it, after loading every lazy module of
+  `workflow.tasks` (`workflow.worker_preload`), so the workers forked from it start warm.
 """
 
 from __future__ import annotations
@@ -33,10 +32,10 @@ def in_parsl_worker() -> bool:
 def lean_pyogrio() -> None:
     """In a Parsl worker, import pyogrio without geopandas (see the module's docstring)."""
     if in_parsl_worker():
-        _pyogrio_without_geopandas()
+        pyogrio_without_geopandas()
 
 
-def _pyogrio_without_geopandas() -> None:
+def pyogrio_without_geopandas() -> None:
     if "pyogrio" in sys.modules or "geopandas" in sys.modules:
         return
     sys.modules["geopandas"] = None  # type: ignore[assignment]  # import raises ImportError
@@ -55,10 +54,14 @@ class LazyModule:
         self._name = name
         self._before = before
 
-    def __getattr__(self, attr: str) -> Any:
+    def load(self) -> Any:
+        """The module, imported now if it is not yet."""
         if self._before is not None:
             self._before()
-        return getattr(importlib.import_module(self._name), attr)
+        return importlib.import_module(self._name)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.load(), attr)
 
     def __repr__(self) -> str:
         return f"<lazy module {self._name!r}>"
@@ -72,23 +75,6 @@ def deferred(module: LazyModule, name: str) -> Callable[..., Any]:
 
     call.__name__ = call.__qualname__ = name
     return call
-
-
-# What a worker's tasks import, in the order they would (`workflow.tasks` and its lazy parts).
-WORKER_MODULES = (
-    "rasterflow.workflow.apps", "rasterflow.workflow.tasks", "rasterflow.rasterize_core.read",
-    "rasterflow.rasterize_core.geotiff", "rasterflow.rasterize_core.webtile",
-    "rasterflow.workflow.quicklook", "rasterflow.rasterize_core.coverage", "PIL.PngImagePlugin",
-)  # fmt: skip
-
-
-def load_worker_libraries() -> None:
-    """Import everything a worker's tasks use and load the compiled kernels: what a local
-    pool's fork server does once (`workflow.worker_preload`) before it forks the workers."""
-    _pyogrio_without_geopandas()
-    for name in WORKER_MODULES:
-        importlib.import_module(name)
-    warm_worker()
 
 
 def warm_worker() -> int:
