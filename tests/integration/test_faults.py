@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -24,7 +25,6 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import psutil
 import pyogrio
 import pytest
 import rasterio
@@ -302,41 +302,27 @@ def run_killing_workers(config, tmp_path, monkeypatch, batch_tiles: int, kills: 
     return report, killed
 
 
+WORKER_LINE = re.compile(r"HTEX-Worker-\d+-(\d+) .* (Received|Completed) executor task")
+
+
 def kill_busy_worker(root: Path, killed: list[int], times: int = 1, timeout: float = 90) -> None:
-    """SIGKILL the first Parsl worker seen running a batch, `times` times. The workers are
-    forked by the pool's fork server (`executors.warm_pool`), every library loaded: a busy
-    one is told by its CPU time, which grew since the last look (an idle one waits on its
-    queue and is not scheduled)."""
+    """SIGKILL a Parsl worker while it runs a task, `times` times. Parsl's worker logs
+    "Received executor task" before a task and "Completed" after it, under a name with its
+    pid: a worker whose last such line is "Received" is inside a batch (killing one between
+    tasks, blocked in its queue's read, could leave the queue locked for the others)."""
     end = time.time() + timeout
-    used: dict[int, float] = {}
-    workers: list[psutil.Process] = []
-    looked = 0.0
     while time.time() < end and len(killed) < times:
-        if time.time() - looked > 0.2:
-            workers, looked = pool_workers(root), time.time()
-        for worker in workers:
-            try:
-                now = sum(worker.cpu_times()[:2])
-            except psutil.Error:
-                continue
-            busy = now > used.get(worker.pid, now)
-            used[worker.pid] = now
-            if busy and worker.pid not in killed:
-                os.kill(worker.pid, signal.SIGKILL)
-                killed.append(worker.pid)
-                if len(killed) == times:
-                    return
+        for log in root.glob(".rasterflow/runinfo/*/htex_local/block-*/*/worker_*.log"):
+            lines = [m for m in map(WORKER_LINE.search, log.read_text().splitlines()) if m]
+            if lines and lines[-1].group(2) == "Received":
+                pid = int(lines[-1].group(1))
+                if pid not in killed:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                        killed.append(pid)
+                    if len(killed) == times:
+                        return
         time.sleep(0.005)
-
-
-def pool_workers(root: Path) -> list[psutil.Process]:
-    """The processes forked by the fork server of each of our worker pools."""
-    found = []
-    for pool in processes_under(root):
-        with contextlib.suppress(psutil.Error):  # ended meanwhile
-            if "warm_pool" in " ".join(pool.cmdline()):
-                found += [w for server in pool.children() for w in server.children()]
-    return found
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
