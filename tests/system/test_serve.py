@@ -6,6 +6,7 @@ core functions (`palette.build_lut`, `webtile.colorize`), GeoTIFF pixels read wi
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shutil
 import subprocess
@@ -320,10 +321,10 @@ def test_worker_processes_serve_and_stop_with_the_server(runs, config, tmp_path)
     with Server(runs.with_png, tmp_path / "serve.log", workers=2) as server:
         supervisor = psutil.Process(server.process.pid)
         deadline = time.monotonic() + 30
-        while len(supervisor.children(recursive=True)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        while len(listening(supervisor, server.port)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)  # a worker that is up but not listening yet would get nothing
         workers = supervisor.children(recursive=True)
-        assert len(workers) >= 2
+        assert len(listening(supervisor, server.port)) == 2
         for stat, tile in list(all_png_tiles(config))[:30]:  # a connection each
             assert server.get(tile_url(config, stat, tile)).status == 200
         logged(server, lambda line: line.get("path", "").endswith(f"/{tile.y}.png"))
@@ -332,6 +333,17 @@ def test_worker_processes_serve_and_stop_with_the_server(runs, config, tmp_path)
         assert len(answered) == 2  # the kernel spreads connections over both (SO_REUSEPORT)
     gone, alive = psutil.wait_procs(workers, timeout=20)
     assert not alive
+
+
+def listening(supervisor: psutil.Process, port: int) -> list[psutil.Process]:
+    """The supervisor's worker processes that listen on `port` (each its own socket)."""
+    found = []
+    for worker in supervisor.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port
+                   for c in worker.net_connections("tcp")):  # fmt: skip
+                found.append(worker)
+    return found
 
 
 def test_a_port_in_use_is_refused(runs, server, tmp_path):
