@@ -31,6 +31,7 @@ from rasterflow.executors.job_scripts import JOB_NAME, JobScript
 from rasterflow.executors.parsl_configs import in_allocation_config, parsl_config
 from rasterflow.executors.scheduler import IN_ALLOCATION_ENV, current_job_id, in_allocation
 from rasterflow.executors.sites import load_site, require_submittable
+from rasterflow.executors.warm_pool import WarmServer
 from rasterflow.rasterize_core.errors import ConfigError, RasterflowError, SubmitError
 
 __all__ = [
@@ -49,12 +50,12 @@ def config_for_run(
     run_dir: str | os.PathLike[str],
     retries: int = 2,
     retry_handler: Callable | None = None,
-    worker_preload: Sequence[str] = (),
+    warm_server: WarmServer | None = None,
 ) -> Any:
     """The Parsl config `rasterflow run` uses: in-allocation inside a job, else pilot jobs.
-    `worker_preload`: modules a local site's workers start with (`executors.warm_pool`)."""
+    `warm_server`: what a local site's workers are forked from (`executors.warm_pool`)."""
     if not in_allocation():
-        return parsl_config(site, run_dir, retries, retry_handler, worker_preload)
+        return parsl_config(site, run_dir, retries, retry_handler, warm_server)
     if not current_job_id():
         raise RasterflowError(
             f"{IN_ALLOCATION_ENV}=1 but this process is not inside a Slurm or PBS job "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +57,14 @@ def parsl_config(
     run_dir: str | os.PathLike[str],
     retries: int = 2,
     retry_handler: Callable | None = None,
-    worker_preload: Sequence[str] = (),
+    warm_server: warm_pool.WarmServer | None = None,
 ) -> Any:
     """A new `parsl.config.Config` for this site (a fresh executor and provider every call).
 
-    Local: the pool's workers are forked from a server that imported `worker_preload`
-    (`executors.warm_pool`); with none, Parsl's own pool.
+    Local: with a `warm_server`, the pool's workers are forked from a server that imported
+    its modules (`executors.warm_pool`): that server itself, started now, when the site
+    has no worker_init lines of its own (the workers must start as those lines leave a
+    shell), else one the pool starts. Without one, Parsl's own pool.
 
     Slurm/PBS: pilot jobs from the driver's machine (SlurmProvider + SrunLauncher,
     PBSProProvider + MpiExecLauncher). Placeholders are not checked here (a dry run may render
@@ -70,8 +72,9 @@ def parsl_config(
     executor needs a real endpoint id and is checked here.
     """
     if isinstance(site, LocalSite):
+        launch_cmd = _warm_pool_command(site, warm_server)  # first: the server starts now
         executor = _htex(site, _local_provider(site), max_workers=_local_workers(site),
-                         launch_cmd=_warm_pool_command(worker_preload))  # fmt: skip
+                         launch_cmd=launch_cmd)  # fmt: skip
     elif isinstance(site, BatchSite):
         executor = _htex(site, _pilot_provider(site), max_workers=_batch_workers(site))
     elif isinstance(site, GlobusComputeSite):
@@ -171,13 +174,15 @@ def _htex(site, provider, max_workers, launch_cmd: str | None = None):
     )
 
 
-def _warm_pool_command(preload: Sequence[str]) -> str | None:
+def _warm_pool_command(site: LocalSite, server: warm_pool.WarmServer | None) -> str | None:
     """The local pool's command: Parsl's, run by `warm_pool` with this Python."""
-    if not preload:
+    if server is None:
         return None
+    own_shell = bool(site.worker_init.strip())
+    argument = None if own_shell else server.start()
     from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
 
-    return warm_pool.launch_command(sys.executable, list(preload), DEFAULT_LAUNCH_CMD)
+    return warm_pool.launch_command(sys.executable, server.preload, DEFAULT_LAUNCH_CMD, argument)
 
 
 def _address(setting: str) -> str | None:

@@ -1,59 +1,211 @@
 """Parsl's worker pool, its workers forked warm from a fork server instead of spawned cold.
 
-    python -m rasterflow.executors.warm_pool --preload MODULE[,MODULE] <the pool's arguments>
+    python -m rasterflow.executors.warm_pool --preload=MODULE[,MODULE] [--server=SOCKET,PID]
+        <the pool's arguments>
 
 Parsl's pool (`process_worker_pool.py`) starts its manager and every worker with
 `multiprocessing`'s spawn: each is a new interpreter that imports Parsl, then, at its
 first task, the apps' libraries (numba, GDAL, pyarrow, Pillow), about 1.4 s of CPU per
 worker, paid again by every worker of every block. Here the pool is the same code, run
-with Parsl's spawn context swapped for a `forkserver` one whose server imports the
-`--preload` modules once, while the pool itself starts: every process the pool starts is
-then forked from it in milliseconds, with those modules loaded.
+with Parsl's spawn context swapped for a `forkserver` one whose server has imported the
+`--preload` modules: every process the pool starts is forked from it in milliseconds,
+with those modules loaded.
+
+Which server: with `--server`, a `WarmServer` the driver started the moment it knew it
+had work, so that its imports (1.3 s) overlap Parsl's own start (the interchange, then
+this pool) instead of following it. Its workers take the pool's environment before they
+run (`PoolProcess`), and the server ends them when it ends: when the driver stops it or
+dies. Without `--server`, or if that server is gone, the pool starts its own, as Parsl's
+multiprocessing does, importing the modules while the pool itself starts.
 
 The server imports the modules and nothing else runs in it (no thread, no task), so
-forking it is safe; the workers run exactly Parsl's worker code. The one place this
-reaches past Parsl's public API, `parsl.multiprocessing.SpawnContext`, is checked by
+forking it is safe; the workers run exactly Parsl's worker code. This reaches past
+public APIs in two places: `parsl.multiprocessing.SpawnContext`, and the fields of
+`multiprocessing.forkserver`'s server that say where it listens; both are checked by
 tests/unit/executors/test_warm_pool.py.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import os
 import runpy
+import shutil
+import signal
+import socket
+import subprocess
 import sys
-from multiprocessing import forkserver
+import tempfile
+from collections.abc import Sequence
+from contextlib import suppress
+from multiprocessing import forkserver, resource_tracker
+from multiprocessing.context import ForkServerContext, ForkServerProcess
+from typing import Any
+
+from rasterflow.executors import parsl_lean
 
 POOL_MODULE = "parsl.executors.high_throughput.process_worker_pool"
 PRELOAD_FLAG = "--preload="
+SERVER_FLAG = "--server="
+
+# The driver's server: multiprocessing's own fork server loop. It runs in a process group
+# of its own (Popen's process_group), which its workers share: when its loop ends (the
+# driver closed its end of the `alive` pipe, or died), it ends them too.
+SERVE = """\
+import os, signal
+from multiprocessing import forkserver
+try:
+    forkserver.main({listener}, {alive}, {modules!r})
+finally:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.killpg(0, signal.SIGTERM)
+"""
 
 
-def launch_command(python: str, preload: list[str], parsl_command: str) -> str:
+class WarmServer:
+    """A local pool's fork server, started by the driver ahead of Parsl: `start()` returns
+    the pool's `--server=` argument, `stop()` ends the server and every process it forked."""
+
+    def __init__(self, preload: Sequence[str]):
+        self.preload = list(preload)
+        self.process: subprocess.Popen | None = None
+        self._alive = -1  # the write end of the server's `alive` pipe
+        self._folder = ""
+
+    def start(self) -> str:
+        """Start the server (once; its imports go on in the background)."""
+        if self.process is None:
+            self._folder = tempfile.mkdtemp(prefix="rasterflow-forkserver-")  # 0700
+            with socket.socket(socket.AF_UNIX) as listener:
+                listener.bind(self.address)
+                listener.listen()
+                alive_r, self._alive = os.pipe()
+                code = SERVE.format(listener=listener.fileno(), alive=alive_r,
+                                    modules=server_modules(self.preload))  # fmt: skip
+                try:
+                    self.process = subprocess.Popen(
+                        [sys.executable, "-c", code], stdin=subprocess.DEVNULL, env=_lean_env(),
+                        pass_fds=(listener.fileno(), alive_r), process_group=0)  # fmt: skip
+                finally:
+                    os.close(alive_r)
+        return f"{SERVER_FLAG}{self.address},{self.process.pid}"
+
+    @property
+    def address(self) -> str:
+        return os.path.join(self._folder, "socket")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        os.close(self._alive)
+        with suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait()
+        shutil.rmtree(self._folder, ignore_errors=True)
+        self.process = None
+
+
+def _lean_env() -> dict[str, str]:
+    """This environment, Parsl's import in it without the Globus Compute SDK (as the pool's)."""
+    path = [str(parsl_lean.FOLDER), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+
+
+def server_modules(preload: Sequence[str]) -> list[str]:
+    """What a fork server imports: Parsl's pool (its workers' code), this module
+    (`PoolProcess`) and `preload`."""
+    return [POOL_MODULE, __name__, *preload]
+
+
+def launch_command(python: str, preload: list[str], parsl_command: str,
+                   server: str | None = None) -> str:  # fmt: skip
     """HighThroughputExecutor's `launch_cmd`: Parsl's own command with this module in place
-    of the `process_worker_pool.py` script."""
+    of the `process_worker_pool.py` script (`server`: a `WarmServer.start()` argument)."""
     script, _, arguments = parsl_command.partition(" ")
     assert script == "process_worker_pool.py", parsl_command
-    return f"{python} -m {__name__} {PRELOAD_FLAG}{','.join(preload)} {arguments}"
+    ours = [f"{PRELOAD_FLAG}{','.join(preload)}", *([server] if server else [])]
+    return f"{python} -m {__name__} {' '.join(ours)} {arguments}"
 
 
-def forking_context(preload: list[str]) -> multiprocessing.context.ForkServerContext:
+class PoolProcess(ForkServerProcess):
+    """A process of the pool. Forked by the driver's server, it has the driver's
+    environment: it takes the pool's (the site's worker_init, Parsl's variables) to run."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._pool_environ = dict(os.environ)
+
+    def run(self) -> None:
+        os.environ.clear()
+        os.environ.update(self._pool_environ)
+        super().run()
+
+
+class PoolContext(ForkServerContext):
+    Process = PoolProcess
+
+
+def forking_context(preload: list[str]) -> PoolContext:
     """A forkserver context whose server is started now, importing Parsl's pool and
     `preload` in the background (the pool's own imports go on meanwhile)."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([POOL_MODULE, *preload])
+    context = PoolContext()
+    context.set_forkserver_preload(server_modules(preload))
     forkserver.ensure_running()
     return context
 
 
+def server_context(argument: str, preload: list[str]) -> PoolContext:
+    """A forkserver context on the driver's server (`--server=SOCKET,PID`), or, once that is
+    gone, on a server of this process's own, as `forking_context` starts."""
+    address, pid = argument.removeprefix(SERVER_FLAG).rsplit(",", 1)
+    driver_server = int(pid)
+    server: Any = forkserver._forkserver
+    start_own = server.ensure_running
+
+    def ensure_running() -> None:
+        if server._forkserver_pid == driver_server:
+            if _running(driver_server):
+                resource_tracker.ensure_running()  # the children's, as start_own does
+                return
+            os.close(server._forkserver_alive_fd)
+            server._forkserver_pid = server._forkserver_address = None
+        start_own()  # starts ours if none runs
+
+    # What multiprocessing's own ensure_running() sets once it started a server; the
+    # `alive` descriptor it hands each child is only for a server the child would start.
+    server._forkserver_address = address
+    server._forkserver_pid = driver_server
+    server._forkserver_alive_fd = os.open(os.devnull, os.O_RDONLY)
+    server.ensure_running = ensure_running
+    forkserver.set_forkserver_preload(server_modules(preload))
+    return PoolContext()
+
+
+def _running(pid: int) -> bool:
+    """A live process (not a zombie its parent has not reaped yet)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def main(argv: list[str]) -> None:
-    preload = [name for name in argv[0].removeprefix(PRELOAD_FLAG).split(",") if name]
-    context = forking_context(preload)
+    ours = [arg for arg in argv[:2] if arg.startswith((PRELOAD_FLAG, SERVER_FLAG))]
+    options = dict(arg.split("=", 1) for arg in ours)
+    preload = [name for name in options.get(PRELOAD_FLAG[:-1], "").split(",") if name]
+    server = options.get(SERVER_FLAG[:-1])
+    context = server_context(server, preload) if server else forking_context(preload)
     import parsl.multiprocessing
 
     # Read by the pool module at its import; the two contexts offer the same calls.
     parsl.multiprocessing.SpawnContext = context  # type: ignore[assignment]
-    sys.argv = ["process_worker_pool.py", *argv[1:]]
+    sys.argv = ["process_worker_pool.py", *argv[len(ours):]]
     runpy.run_module(POOL_MODULE, run_name="__main__", alter_sys=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    # Run from the module under its own name: the workers unpickle `PoolProcess` from it.
+    from rasterflow.executors.warm_pool import main as pool_main
+
+    pool_main(sys.argv[1:])

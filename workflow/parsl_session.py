@@ -26,6 +26,7 @@ import atexit
 import logging
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -39,10 +40,12 @@ log = logging.getLogger(__name__)
 
 class ParslSession:
     """One Parsl config, loaded at most once, in a background thread. `parsl_config` may be
-    a function that builds it: then even Parsl's import waits for `start()`."""
+    a function that builds it: then even Parsl's import waits for `start()`, and what it
+    starts beside Parsl (a local pool's fork server) `also_stop` ends after Parsl."""
 
-    def __init__(self, parsl_config: Any):
+    def __init__(self, parsl_config: Any, also_stop: Callable[[], None] | None = None):
         self.config = parsl_config
+        self._also_stop = also_stop
         self._thread: threading.Thread | None = None
         self._dfk: Any = None
         self._error: BaseException | None = None
@@ -68,9 +71,9 @@ class ParslSession:
 
     def _load(self) -> None:
         try:
+            config = self.config() if callable(self.config) else self.config
             import parsl
 
-            config = self.config() if callable(self.config) else self.config
             self._dfk = parsl.load(config)
         except BaseException as err:  # noqa: BLE001 - handed to the driver's thread by dfk()
             self._error = err
@@ -102,18 +105,12 @@ class ParslSession:
             return
         self._thread.join()
         dfk, self._dfk, self._thread = self._dfk, None, None
-        if dfk is None:  # the load failed: nothing of Parsl's is up
-            return
-        import parsl
-
         try:
-            if all(proc.poll() is None for proc in interchanges(dfk)):
-                dfk.cleanup()
-            else:  # cleanup would block on the dead interchange's channel: end what is ours
-                abandon_cleanup(dfk)
-                reap_orphans({"parsl_run_dir": os.path.abspath(dfk.run_dir)})
+            if dfk is not None:  # else the load failed: nothing of Parsl's is up
+                _end(dfk)
         finally:
-            parsl.clear()
+            if self._also_stop is not None:
+                self._also_stop()
 
     def __enter__(self) -> ParslSession:
         self.dfk()
@@ -121,6 +118,19 @@ class ParslSession:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _end(dfk: Any) -> None:
+    import parsl
+
+    try:
+        if all(proc.poll() is None for proc in interchanges(dfk)):
+            dfk.cleanup()
+        else:  # cleanup would block on the dead interchange's channel: end what is ours
+            abandon_cleanup(dfk)
+            reap_orphans({"parsl_run_dir": os.path.abspath(dfk.run_dir)})
+    finally:
+        parsl.clear()
 
 
 def retry_cost(exception: BaseException, task_record: dict) -> float:

@@ -17,6 +17,7 @@ from uuid import uuid4
 
 from rasterflow.executors.jobs import config_for_run
 from rasterflow.executors.sites import load_site, require_submittable
+from rasterflow.executors.warm_pool import WarmServer
 from rasterflow.rasterize_core.skips import SKIP_REASONS, skipped_text
 from rasterflow.workflow.config import RasterflowConfig
 from rasterflow.workflow.driver import Driver, ParslApps
@@ -138,13 +139,15 @@ def expected_workers(site_model) -> int:
 def _parsl(site_model, run_dir: Path) -> ParslSession:
     """The run's Parsl session: nothing of Parsl, not even its import, until `start()`
     loads it in the background (`with` waits for it). A local site's workers are forked
-    with the apps' libraries loaded (`workflow.worker_preload`)."""
+    with the apps' libraries loaded (`workflow.worker_preload`), from a server that starts
+    first and imports them while Parsl starts."""
+    warm_server = WarmServer([WORKER_PRELOAD])
 
     def parsl_config():
         return config_for_run(site_model, run_dir, retries=2, retry_handler=retry_cost,
-                              worker_preload=[WORKER_PRELOAD])  # fmt: skip
+                              warm_server=warm_server)  # fmt: skip
 
-    return ParslSession(parsl_config)
+    return ParslSession(parsl_config, also_stop=warm_server.stop)
 
 
 def _report(config, plan, run_id: str, started: float, notes, ranges: Ranges) -> RunReport:

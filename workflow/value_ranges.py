@@ -9,13 +9,16 @@ from __future__ import annotations
 import copy
 import json
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from rasterflow.rasterize_core.atomic import atomic_write_bytes
 from rasterflow.workflow import pdg_keys
 from rasterflow.workflow.config import RasterflowConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # The summary columns `level_ranges` reads: callers ask the records for these alone.
 RANGE_COLUMNS = ["stat", "min", "max"]
@@ -49,7 +52,9 @@ def level_ranges(
 ) -> dict[str, tuple[float, float]]:
     """Each statistic's range at z: as configured, a `None` end filled from what the level's
     summary holds (`Observed`, or summary rows with RANGE_COLUMNS)."""
-    if isinstance(summary, pd.DataFrame):
+    if not isinstance(summary, dict):  # a frame: pandas is loaded already
+        import pandas as pd
+
         summary = fold({}, summary["stat"].to_numpy(),
                        pd.to_numeric(summary["min"], errors="coerce").to_numpy(),
                        pd.to_numeric(summary["max"], errors="coerce").to_numpy())  # fmt: skip

@@ -12,7 +12,6 @@ quoted, as pandas does.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -137,6 +136,8 @@ def events_from_table(table: pa.Table) -> pa.Table:
         return _table(EVENT_FILE, {}, table)
     n = len(table)
     started_at = table["started_at"] if "started_at" in table.column_names else pa.nulls(n)
+    import pandas as pd  # only for files of the format before this one
+
     when = pd.to_datetime(pd.Series(_text(started_at).to_pylist(), dtype=object), utc=True,
                           format="ISO8601", errors="coerce")  # fmt: skip
     nanoseconds = when.to_numpy("datetime64[ns]").astype("int64")

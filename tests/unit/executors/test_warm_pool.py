@@ -5,30 +5,115 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
+import os
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
+import psutil
+import pytest
 from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
 
 from rasterflow.executors import warm_pool
 from rasterflow.executors.parsl_configs import parsl_config
 from rasterflow.executors.sites import load_site
+from rasterflow.executors.warm_pool import WarmServer
 
 
 def test_launch_command_is_parsls_with_this_module_in_front():
-    command = warm_pool.launch_command("/venv/bin/python", ["a.b", "c"], DEFAULT_LAUNCH_CMD)
-    words = shlex.split(command.replace("{", "").replace("}", ""))
-    assert words[:4] == ["/venv/bin/python", "-m", warm_pool.__name__, "--preload=a.b,c"]
-    assert command.endswith(DEFAULT_LAUNCH_CMD.partition(" ")[2])
+    for server in (None, "--server=/tmp/s,12"):
+        command = warm_pool.launch_command("/venv/bin/python", ["a.b", "c"], DEFAULT_LAUNCH_CMD,
+                                           server)  # fmt: skip
+        words = shlex.split(command.replace("{", "").replace("}", ""))
+        ours = ["/venv/bin/python", "-m", warm_pool.__name__, "--preload=a.b,c"]
+        assert words[: len(ours) + 1] == ours + ([server] if server else [words[4]])
+        assert command.endswith(DEFAULT_LAUNCH_CMD.partition(" ")[2])
 
 
-def test_local_site_uses_it_only_with_modules_to_preload(tmp_path):
+def test_local_site_forks_from_the_drivers_server_unless_it_has_its_own_shell(tmp_path):
     site = load_site("local")
-    (warm,) = parsl_config(site, tmp_path, worker_preload=["x.y"]).executors
+    server = WarmServer(["colorsys"])
+    try:
+        (warm,) = parsl_config(site, tmp_path, warm_server=server).executors
+        assert warm.launch_cmd.startswith(
+            f"{sys.executable} -m {warm_pool.__name__} --preload=colorsys "
+            f"--server={server.address},{server.process.pid} ")
+    finally:
+        server.stop()
+    shell = site.model_copy(update={"worker_init": "ulimit -n 4096"})
+    own = WarmServer(["colorsys"])
+    (warm,) = parsl_config(shell, tmp_path, warm_server=own).executors
+    assert own.process is None and "--server" not in warm.launch_cmd
+    assert warm.launch_cmd.startswith(f"{sys.executable} -m {warm_pool.__name__} --preload=")
     (plain,) = parsl_config(site, tmp_path).executors
-    assert warm.launch_cmd.startswith(f"{sys.executable} -m {warm_pool.__name__} --preload=x.y ")
     assert plain.launch_cmd.startswith("process_worker_pool.py ")
+
+
+# A worker pool in miniature: forks one process that reports, one that sleeps, then waits.
+POOL = """
+import json, os, sys, time
+from rasterflow.executors import warm_pool
+
+def report(queue):
+    queue.put({"ppid": os.getppid(), "marker": os.environ.get("POOL_MARKER"),
+               "preloaded": "colorsys" in sys.modules})
+
+if __name__ == "__main__":
+    context = warm_pool.server_context(sys.argv[1], ["colorsys"])
+    queue = context.Queue()
+    reporter = context.Process(target=report, args=(queue,))
+    reporter.start()
+    seen = queue.get(timeout=60)
+    reporter.join(60)
+    sleeper = context.Process(target=time.sleep, args=(600,), daemon=True)
+    sleeper.start()
+    print(json.dumps({**seen, "exitcode": reporter.exitcode, "sleeper": sleeper.pid}), flush=True)
+    sys.stdin.read()
+"""
+
+
+def run_pool(tmp_path: Path, server_argument: str) -> tuple[subprocess.Popen, dict]:
+    script = tmp_path / "pool.py"
+    script.write_text(POOL)
+    pool = subprocess.Popen([sys.executable, str(script), server_argument], text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            env={**os.environ, "POOL_MARKER": "pool"})  # fmt: skip
+    return pool, json.loads(pool.stdout.readline())
+
+
+@pytest.mark.slow
+def test_pool_forks_from_the_drivers_server_in_its_own_environment(tmp_path):
+    """The processes of a pool told `--server` are the driver's server's children, with its
+    modules loaded and the pool's environment; stopping the server ends them."""
+    server = WarmServer(["colorsys"])
+    pool, seen = run_pool(tmp_path, server.start())
+    try:
+        assert seen["ppid"] == server.process.pid and seen["exitcode"] == 0
+        assert seen["preloaded"] and seen["marker"] == "pool" and "POOL_MARKER" not in os.environ
+        sleeper = psutil.Process(seen["sleeper"])
+        server.stop()
+        sleeper.wait(timeout=30)  # ended with the server, though its pool still runs
+        assert pool.poll() is None
+    finally:
+        pool.communicate("", timeout=60)
+        server.stop()
+
+
+@pytest.mark.slow
+def test_pool_starts_its_own_server_when_the_drivers_is_gone(tmp_path):
+    server = WarmServer(["colorsys"])
+    argument = server.start()
+    gone = server.process.pid
+    server.stop()
+    pool, seen = run_pool(tmp_path, argument)
+    try:
+        assert seen["exitcode"] == 0 and seen["ppid"] not in (gone, pool.pid)
+        own_server = psutil.Process(seen["ppid"])
+        assert own_server.ppid() == pool.pid and seen["preloaded"]
+    finally:
+        pool.communicate("", timeout=60)
 
 
 def test_parsls_pool_reads_its_context_from_parsl_multiprocessing():

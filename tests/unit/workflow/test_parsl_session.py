@@ -20,8 +20,10 @@ from parsl import python_app
 from parsl.config import Config
 from parsl.executors import ThreadPoolExecutor
 
+from rasterflow.executors import parsl_lean
 from rasterflow.executors.parsl_configs import parsl_config
 from rasterflow.executors.sites import load_site
+from rasterflow.executors.warm_pool import WarmServer
 from rasterflow.rasterize_core.errors import RunAbortedError
 from rasterflow.workflow.parsl_session import (
     ParslSession,
@@ -136,7 +138,8 @@ def probe():
     import psutil
     parent = " ".join(psutil.Process(os.getppid()).cmdline())
     return {"rank": os.environ.get("PARSL_WORKER_RANK"), "pid": os.getpid(),
-            "parent": parent, "preloaded": preloaded,
+            "parent": parent, "ppid": os.getppid(), "preloaded": preloaded,
+            "pythonpath": os.environ.get("PYTHONPATH", ""),
             "globus": "globus_compute_sdk" in sys.modules,
             "geopandas": "geopandas" in sys.modules, "pyogrio": "pyogrio" in sys.modules}
 """
@@ -149,8 +152,9 @@ def test_local_site_internals(tmp_path):
     interchange fails `check()` and `close()` ends every process of the run."""
     namespace = {"__name__": "__main__"}
     exec(PROBE, namespace)
+    server = WarmServer([WORKER_PRELOAD])
     session = ParslSession(parsl_config(load_site("local"), tmp_path / "runinfo",
-                                        worker_preload=[WORKER_PRELOAD]))  # fmt: skip
+                                        warm_server=server), also_stop=server.stop)  # fmt: skip
     session.start()
     try:
         dfk = session.dfk()
@@ -163,8 +167,12 @@ def test_local_site_internals(tmp_path):
         assert seen["rank"] is not None and seen["pid"] != os.getpid()
         lean = {key: seen[key] for key in ("globus", "geopandas", "pyogrio")}
         assert lean == {"globus": False, "geopandas": False, "pyogrio": True}
-        # Forked from the pool's fork server, every library of the tasks already loaded.
-        assert "forkserver" in seen["parent"] and seen["preloaded"]
+        # Forked from the driver's fork server, every library of the tasks already loaded,
+        # in the pool's environment (its worker_init's PYTHONPATH), not the driver's.
+        assert seen["ppid"] == server.process.pid and "forkserver" in seen["parent"]
+        assert seen["preloaded"] and str(parsl_lean.FOLDER) in seen["pythonpath"]
+        assert str(parsl_lean.FOLDER) not in os.environ.get("PYTHONPATH", "")
+        server_process = psutil.Process(server.process.pid)
         session.check()
         os.kill(interchange.pid, signal.SIGKILL)
         interchange.wait(timeout=30)
@@ -173,6 +181,7 @@ def test_local_site_internals(tmp_path):
         pool = [p for p in psutil.process_iter(["cmdline"])
                 if str(tmp_path) in " ".join(p.info["cmdline"] or ())]  # fmt: skip
         assert pool  # the worker pool, still running
+        pool += [server_process]
         pool += [child for p in pool for child in p.children(recursive=True)]
     finally:
         session.close()
