@@ -343,7 +343,9 @@ class Driver:
         if step == Step.WEBTILE:
             self._web_left[z] -= 1
             if self._web_left[z] == 0 and len(self.plan.levels[z]) <= quicklook.MAX_TILES:
-                self._later.append(QuickLooks(z))  # this run drew some of its web tiles
+                # This run drew some of its web tiles. First in line: the level's others
+                # are still in the page cache, and no task waits for it at the end.
+                self._later.appendleft(QuickLooks(z))
             return
         state = self._state(z)
         above = self.plan.levels.get(z - 1)
