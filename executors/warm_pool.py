@@ -37,7 +37,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from contextlib import suppress
-from multiprocessing import forkserver, resource_tracker
+from multiprocessing import forkserver, reduction, resource_tracker
 from multiprocessing.context import ForkServerContext, ForkServerProcess
 from typing import Any
 
@@ -51,8 +51,11 @@ SERVER_FLAG = "--server="
 # of its own (Popen's process_group), which its workers share: when its loop ends (the
 # driver closed its end of the `alive` pipe, or died), it ends them too.
 SERVE = """\
-import os, signal
+import os, signal, warnings
 from multiprocessing import forkserver
+# Each process re-runs the pool module, preloaded here on purpose, as its __mp_main__.
+warnings.filterwarnings("ignore", ".* found in sys.modules after import of package",
+                        RuntimeWarning)
 try:
     forkserver.main({listener}, {alive}, {modules!r})
 finally:
@@ -128,16 +131,38 @@ def launch_command(python: str, preload: list[str], parsl_command: str,
 
 class PoolProcess(ForkServerProcess):
     """A process of the pool. Forked by the driver's server, it has the driver's
-    environment: it takes the pool's (the site's worker_init, Parsl's variables) to run."""
+    environment and output: it takes the pool's (the site's worker_init, Parsl's variables;
+    the pool's log files, not the driver's terminal) to run."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._pool_environ = dict(os.environ)
+        self._pool_output = (_PassedFd(1), _PassedFd(2))
 
     def run(self) -> None:
         os.environ.clear()
         os.environ.update(self._pool_environ)
+        for target, passed in enumerate(self._pool_output, start=1):
+            os.dup2(int(passed), target)
         super().run()
+
+
+class _PassedFd:
+    """A descriptor of the pool, handed to the forked process with its other descriptors
+    (multiprocessing's DupFd, while the process object is pickled for the server)."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def __int__(self) -> int:
+        return self.fd
+
+    def __reduce__(self):
+        return _received, (reduction.DupFd(self.fd),)
+
+
+def _received(duplicate: Any) -> _PassedFd:
+    return _PassedFd(duplicate.detach())
 
 
 class PoolContext(ForkServerContext):

@@ -57,6 +57,7 @@ import json, os, sys, time
 from rasterflow.executors import warm_pool
 
 def report(queue):
+    print("written by the pool's process", file=sys.stderr, flush=True)
     queue.put({"ppid": os.getppid(), "marker": os.environ.get("POOL_MARKER"),
                "preloaded": "colorsys" in sys.modules})
 
@@ -78,15 +79,15 @@ def run_pool(tmp_path: Path, server_argument: str) -> tuple[subprocess.Popen, di
     script = tmp_path / "pool.py"
     script.write_text(POOL)
     pool = subprocess.Popen([sys.executable, str(script), server_argument], text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "POOL_MARKER": "pool"})  # fmt: skip
     return pool, json.loads(pool.stdout.readline())
 
 
 @pytest.mark.slow
-def test_pool_forks_from_the_drivers_server_in_its_own_environment(tmp_path):
+def test_pool_forks_from_the_drivers_server_in_its_own_environment(tmp_path, capfd):
     """The processes of a pool told `--server` are the driver's server's children, with its
-    modules loaded and the pool's environment; stopping the server ends them."""
+    modules loaded, the pool's environment and output; stopping the server ends them."""
     server = WarmServer(["colorsys"])
     pool, seen = run_pool(tmp_path, server.start())
     try:
@@ -97,8 +98,10 @@ def test_pool_forks_from_the_drivers_server_in_its_own_environment(tmp_path):
         sleeper.wait(timeout=30)  # ended with the server, though its pool still runs
         assert pool.poll() is None
     finally:
-        pool.communicate("", timeout=60)
+        _, errors = pool.communicate("", timeout=60)
         server.stop()
+    assert "written by the pool's process" in errors
+    assert "written by" not in capfd.readouterr().err  # the server's (the driver's) stderr
 
 
 @pytest.mark.slow
