@@ -119,6 +119,7 @@ def slopes(real: list[dict]) -> dict:
     return {
         "between": [small["z_max_tiles"], big["z_max_tiles"]],
         "peak_rss_kb_per_tile": per_tile("fresh", "peak_rss_kb", 1.0),
+        "rss_during_tiles_kb_per_tile": per_tile("fresh", "max_rss_during_tiles_kb", 1.0),
         "cpu_ms_per_tile": per_tile("fresh", "cpu_s", 1000.0),
         "noop_rerun_ms_per_tile": per_tile("noop_rerun", "wall_s", 1000.0),
         "noop_rerun_peak_rss_kb_per_tile": per_tile("noop_rerun", "peak_rss_kb", 1.0),

@@ -203,7 +203,7 @@ def simulate(n: int, root: Path, window: int = 16, workers: int = 256) -> dict:
 
 # -- real runs ---------------------------------------------------------------------------------
 DRIVER = """
-import json, resource, sys, time
+import json, resource, sys, threading, time
 started = time.perf_counter()
 from rasterflow.workflow.config import load_config
 from rasterflow.workflow.run import run_workflow
@@ -213,11 +213,28 @@ def status(field):  # this process's own (getrusage's ru_maxrss counts its paren
         if line.startswith(field + ":"):
             return int(line.split()[1])
 
+samples, stop = [], threading.Event()
+
+def sample():  # RSS over time: is the peak during the tiles or at the end?
+    while not stop.wait(0.25):
+        samples.append((time.time(), status("VmRSS")))
+
 imported = status("VmRSS")
-report = run_workflow(load_config(sys.argv[1]), site=sys.argv[2], live_progress=False)
+threading.Thread(target=sample, daemon=True).start()
+config = load_config(sys.argv[1])
+report = run_workflow(config, site=sys.argv[2], live_progress=False)
+ended = time.time()
+stop.set()
 me = resource.getrusage(resource.RUSAGE_SELF)
+import pyarrow.parquet as pq
+ends = pq.read_table(config.filename_rasterization_events.with_suffix(".parquet"),
+                     columns=["end_time"])["end_time"].to_numpy()
+last = float(ends.max()) if len(ends) else ended
 print(json.dumps({"wall_s": time.perf_counter() - started, "cpu_s": me.ru_utime + me.ru_stime,
                   "peak_rss_kb": status("VmHWM"), "rss_after_imports_kb": imported,
+                  "max_rss_during_tiles_kb": max((r for t, r in samples if t <= last), default=0),
+                  "max_rss_after_last_tile_kb": max((r for t, r in samples if t > last), default=0),
+                  "after_last_tile_s": round(ended - last, 2),
                   "ok": report.ok, "done": report.done, "failed": len(report.failures)}))
 """
 
