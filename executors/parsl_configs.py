@@ -9,6 +9,7 @@ Config is built.
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import sys
@@ -29,6 +30,8 @@ from rasterflow.executors.site_models import (
 )
 from rasterflow.executors.sites import require_submittable
 from rasterflow.rasterize_core.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "in_allocation_config",
@@ -178,8 +181,12 @@ def _warm_pool_command(site: LocalSite, server: warm_pool.WarmServer | None) -> 
     """The local pool's command: Parsl's, run by `warm_pool` with this Python."""
     if server is None:
         return None
-    own_shell = bool(site.worker_init.strip())
-    argument = None if own_shell else server.start()
+    argument = None
+    if not site.worker_init.strip():  # else the workers must start from the site's shell
+        try:
+            argument = server.start()
+        except OSError as err:  # no socket here (TMPDIR too long, read-only): the pool's own
+            log.warning("workers start from the pool's fork server: %s", err)
     from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
 
     return warm_pool.launch_command(sys.executable, server.preload, DEFAULT_LAUNCH_CMD, argument)

@@ -51,7 +51,7 @@ SERVER_FLAG = "--server="
 # of its own (Popen's process_group), which its workers share: when its loop ends (the
 # driver closed its end of the `alive` pipe, or died), it ends them too.
 SERVE = """\
-import os, signal, warnings
+import os, shutil, signal, warnings
 from multiprocessing import forkserver
 # Each process re-runs the pool module, preloaded here on purpose, as its __mp_main__.
 warnings.filterwarnings("ignore", ".* found in sys.modules after import of package",
@@ -59,6 +59,7 @@ warnings.filterwarnings("ignore", ".* found in sys.modules after import of packa
 try:
     forkserver.main({listener}, {alive}, {modules!r})
 finally:
+    shutil.rmtree({folder!r}, ignore_errors=True)  # its socket: gone with the driver too
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.killpg(0, signal.SIGTERM)
 """
@@ -78,19 +79,29 @@ class WarmServer:
         """Start the server (once; its imports go on in the background)."""
         if self.process is None:
             self._folder = tempfile.mkdtemp(prefix="rasterflow-forkserver-")  # 0700
-            with socket.socket(socket.AF_UNIX) as listener:
-                listener.bind(self.address)
-                listener.listen()
-                alive_r, self._alive = os.pipe()
-                code = SERVE.format(listener=listener.fileno(), alive=alive_r,
-                                    modules=server_modules(self.preload))  # fmt: skip
-                try:
-                    self.process = subprocess.Popen(
-                        [sys.executable, "-c", code], stdin=subprocess.DEVNULL, env=_lean_env(),
-                        pass_fds=(listener.fileno(), alive_r), process_group=0)  # fmt: skip
-                finally:
-                    os.close(alive_r)
+            try:
+                self.process = self._spawn()
+            except BaseException:
+                shutil.rmtree(self._folder, ignore_errors=True)
+                raise
         return f"{SERVER_FLAG}{self.address},{self.process.pid}"
+
+    def _spawn(self) -> subprocess.Popen:
+        with socket.socket(socket.AF_UNIX) as listener:
+            listener.bind(self.address)
+            listener.listen()
+            alive_r, self._alive = os.pipe()
+            code = SERVE.format(listener=listener.fileno(), alive=alive_r, folder=self._folder,
+                                modules=server_modules(self.preload))  # fmt: skip
+            try:
+                return subprocess.Popen(
+                    [sys.executable, "-c", code], stdin=subprocess.DEVNULL, env=_lean_env(),
+                    pass_fds=(listener.fileno(), alive_r), process_group=0)  # fmt: skip
+            except BaseException:
+                os.close(self._alive)
+                raise
+            finally:
+                os.close(alive_r)
 
     @property
     def address(self) -> str:

@@ -10,6 +10,7 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import psutil
@@ -49,6 +50,17 @@ def test_local_site_forks_from_the_drivers_server_unless_it_has_its_own_shell(tm
     assert warm.launch_cmd.startswith(f"{sys.executable} -m {warm_pool.__name__} --preload=")
     (plain,) = parsl_config(site, tmp_path).executors
     assert plain.launch_cmd.startswith("process_worker_pool.py ")
+
+
+def test_no_socket_for_the_server_leaves_the_pool_its_own(tmp_path, monkeypatch, caplog):
+    deep = tmp_path / ("d" * 120)  # past AF_UNIX's 108 bytes
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    server = WarmServer(["colorsys"])
+    (warm,) = parsl_config(load_site("local"), tmp_path, warm_server=server).executors
+    assert server.process is None and "--server" not in warm.launch_cmd
+    assert "--preload=colorsys" in warm.launch_cmd and "pool's fork server" in caplog.text
+    assert list(deep.iterdir()) == []  # its folder removed
 
 
 # A worker pool in miniature: forks one process that reports, one that sleeps, then waits.
@@ -102,6 +114,37 @@ def test_pool_forks_from_the_drivers_server_in_its_own_environment(tmp_path, cap
         server.stop()
     assert "written by the pool's process" in errors
     assert "written by" not in capfd.readouterr().err  # the server's (the driver's) stderr
+    assert not Path(server.address).parent.exists()
+
+
+# A driver in miniature: starts a server, says where, then waits to be killed.
+DRIVER = """
+import json, sys, time
+from rasterflow.executors.warm_pool import WarmServer
+server = WarmServer(["colorsys"])
+argument = server.start()
+print(json.dumps({"argument": argument, "server": server.process.pid,
+                  "folder": server._folder}), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_drivers_server_ends_with_its_workers(tmp_path):
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER], text=True, stdout=subprocess.PIPE)
+    started = json.loads(driver.stdout.readline())
+    pool, seen = run_pool(tmp_path, started["argument"])
+    try:
+        sleeper = psutil.Process(seen["sleeper"])
+        server = psutil.Process(started["server"])
+        driver.kill()
+        driver.wait(timeout=30)
+        sleeper.wait(timeout=60)
+        psutil.wait_procs([server], timeout=60)
+        assert not server.is_running() or server.status() == psutil.STATUS_ZOMBIE
+        assert not Path(started["folder"]).exists()
+    finally:
+        pool.communicate("", timeout=60)
 
 
 @pytest.mark.slow
