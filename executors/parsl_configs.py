@@ -182,7 +182,8 @@ def _warm_pool_command(site: LocalSite, server: warm_pool.WarmServer | None) -> 
     if server is None:
         return None
     argument = None
-    if not site.worker_init.strip():  # else the workers must start from the site's shell
+    # With worker_init lines, the workers must start from the shell they leave.
+    if warm_pool.DRIVER_SERVER_WORKS and not site.worker_init.strip():
         try:
             argument = server.start()
         except OSError as err:  # no socket here (TMPDIR too long, read-only): the pool's own

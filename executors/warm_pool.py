@@ -27,14 +27,17 @@ tests/unit/executors/test_warm_pool.py.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import runpy
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from contextlib import suppress
 from multiprocessing import forkserver, reduction, resource_tracker
@@ -44,6 +47,9 @@ from typing import Any
 from rasterflow.executors import parsl_lean
 
 POOL_MODULE = "parsl.executors.high_throughput.process_worker_pool"
+# `server_context` sets the fields multiprocessing's server client has in Python 3.11-3.13;
+# 3.14 adds an authentication key: there, the pool starts its own server.
+DRIVER_SERVER_WORKS = sys.version_info < (3, 14)
 PRELOAD_FLAG = "--preload="
 SERVER_FLAG = "--server="
 
@@ -62,6 +68,8 @@ finally:
     shutil.rmtree({folder!r}, ignore_errors=True)  # its socket: gone with the driver too
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.killpg(0, signal.SIGTERM)
+    import time; time.sleep(1)
+    os.killpg(0, signal.SIGKILL)  # itself too, last
 """
 
 
@@ -110,12 +118,38 @@ class WarmServer:
     def stop(self) -> None:
         if self.process is None:
             return
-        os.close(self._alive)
-        with suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        self.process.wait()
+        import psutil
+
+        forked = []  # its workers: not this process's children, so waited for by status
+        with suppress(psutil.Error):
+            forked = psutil.Process(self.process.pid).children(recursive=True)
+        _end_group(self.process.pid, signal.SIGTERM)  # before its loop sees `alive` close
+        if self._alive >= 0:
+            os.close(self._alive)
+            self._alive = -1
+        with suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=5)
+        _end_group(self.process.pid, signal.SIGKILL)  # what ignored SIGTERM (the group id
+        self.process.wait()  # stays valid while a member lives)
+        _wait_dead(forked, timeout=10)
         shutil.rmtree(self._folder, ignore_errors=True)
         self.process = None
+
+
+def _wait_dead(processes: list, timeout: float) -> None:
+    """Until these processes have exited (a zombie has: only its parent's wait is left)."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        with suppress(psutil.Error):
+            while process.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+
+def _end_group(pgid: int, signum: int) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
 
 
 def _lean_env() -> dict[str, str]:
@@ -137,7 +171,8 @@ def launch_command(python: str, preload: list[str], parsl_command: str,
     script, _, arguments = parsl_command.partition(" ")
     assert script == "process_worker_pool.py", parsl_command
     ours = [f"{PRELOAD_FLAG}{','.join(preload)}", *([server] if server else [])]
-    return f"{python} -m {__name__} {' '.join(ours)} {arguments}"
+    words = " ".join(shlex.quote(word) for word in ours).replace("{", "{{").replace("}", "}}")
+    return f"{python} -m {__name__} {words} {arguments}"
 
 
 class PoolProcess(ForkServerProcess):
@@ -202,6 +237,8 @@ def server_context(argument: str, preload: list[str]) -> PoolContext:
             if _running(driver_server):
                 resource_tracker.ensure_running()  # the children's, as start_own does
                 return
+            # Its workers outlive it, still taking tasks, while the pool replaces them.
+            _end_group(driver_server, signal.SIGKILL)
             os.close(server._forkserver_alive_fd)
             server._forkserver_pid = server._forkserver_address = None
         start_own()  # starts ours if none runs
@@ -214,6 +251,20 @@ def server_context(argument: str, preload: list[str]) -> PoolContext:
     server.ensure_running = ensure_running
     forkserver.set_forkserver_preload(server_modules(preload))
     return PoolContext()
+
+
+def end_children_with_pool() -> None:
+    """On SIGTERM, end this pool's processes, then the pool. Parsl ends a pool by signalling
+    its process group (LocalProvider's cancel, a scale-in), which the processes a driver's
+    server forked are not in."""
+
+    def end(signum: int, frame: Any) -> None:
+        for child in multiprocessing.active_children():
+            with suppress(OSError):
+                child.kill()
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, end)
 
 
 def _running(pid: int) -> bool:
@@ -232,6 +283,8 @@ def main(argv: list[str]) -> None:
     preload = [name for name in options.get(PRELOAD_FLAG[:-1], "").split(",") if name]
     server = options.get(SERVER_FLAG[:-1])
     context = server_context(server, preload) if server else forking_context(preload)
+    if server:
+        end_children_with_pool()
     import parsl.multiprocessing
 
     # Read by the pool module at its import; the two contexts offer the same calls.

@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,11 @@ def test_launch_command_is_parsls_with_this_module_in_front():
         assert command.endswith(DEFAULT_LAUNCH_CMD.partition(" ")[2])
 
 
+needs_driver_server = pytest.mark.skipif(not warm_pool.DRIVER_SERVER_WORKS,
+                                         reason="Python 3.14+: the pool starts its own server")
+
+
+@needs_driver_server
 def test_local_site_forks_from_the_drivers_server_unless_it_has_its_own_shell(tmp_path):
     site = load_site("local")
     server = WarmServer(["colorsys"])
@@ -75,6 +81,7 @@ def report(queue):
 
 if __name__ == "__main__":
     context = warm_pool.server_context(sys.argv[1], ["colorsys"])
+    warm_pool.end_children_with_pool()
     queue = context.Queue()
     reporter = context.Process(target=report, args=(queue,))
     reporter.start()
@@ -96,6 +103,7 @@ def run_pool(tmp_path: Path, server_argument: str) -> tuple[subprocess.Popen, di
     return pool, json.loads(pool.stdout.readline())
 
 
+@needs_driver_server
 @pytest.mark.slow
 def test_pool_forks_from_the_drivers_server_in_its_own_environment(tmp_path, capfd):
     """The processes of a pool told `--server` are the driver's server's children, with its
@@ -117,6 +125,23 @@ def test_pool_forks_from_the_drivers_server_in_its_own_environment(tmp_path, cap
     assert not Path(server.address).parent.exists()
 
 
+@needs_driver_server
+@pytest.mark.slow
+def test_pool_ended_by_parsl_ends_the_processes_it_forked(tmp_path):
+    """Parsl ends a pool with SIGTERM to its process group, which the processes the
+    driver's server forked for it are not in: they end with it all the same."""
+    server = WarmServer(["colorsys"])
+    pool, seen = run_pool(tmp_path, server.start())
+    try:
+        sleeper = psutil.Process(seen["sleeper"])
+        pool.send_signal(signal.SIGTERM)
+        sleeper.wait(timeout=30)
+        assert pool.wait(timeout=30) == 128 + signal.SIGTERM and server.process.poll() is None
+    finally:
+        pool.kill()
+        server.stop()
+
+
 # A driver in miniature: starts a server, says where, then waits to be killed.
 DRIVER = """
 import json, sys, time
@@ -129,6 +154,7 @@ time.sleep(600)
 """
 
 
+@needs_driver_server
 @pytest.mark.slow
 def test_a_killed_drivers_server_ends_with_its_workers(tmp_path):
     driver = subprocess.Popen([sys.executable, "-c", DRIVER], text=True, stdout=subprocess.PIPE)

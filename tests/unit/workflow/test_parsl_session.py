@@ -139,7 +139,7 @@ def probe():
     parent = " ".join(psutil.Process(os.getppid()).cmdline())
     return {"rank": os.environ.get("PARSL_WORKER_RANK"), "pid": os.getpid(),
             "parent": parent, "ppid": os.getppid(), "preloaded": preloaded,
-            "pythonpath": os.environ.get("PYTHONPATH", ""),
+            "pythonpath": os.environ.get("PYTHONPATH", ""), "job": os.environ.get("JOBNAME"),
             "globus": "globus_compute_sdk" in sys.modules,
             "geopandas": "geopandas" in sys.modules, "pyogrio": "pyogrio" in sys.modules}
 """
@@ -168,10 +168,11 @@ def test_local_site_internals(tmp_path):
         lean = {key: seen[key] for key in ("globus", "geopandas", "pyogrio")}
         assert lean == {"globus": False, "geopandas": False, "pyogrio": True}
         # Forked from the driver's fork server, every library of the tasks already loaded,
-        # in the pool's environment (its worker_init's PYTHONPATH), not the driver's.
+        # in the pool's environment (its submit script's JOBNAME), not the server's.
         assert seen["ppid"] == server.process.pid and "forkserver" in seen["parent"]
         assert seen["preloaded"] and str(parsl_lean.FOLDER) in seen["pythonpath"]
-        assert str(parsl_lean.FOLDER) not in os.environ.get("PYTHONPATH", "")
+        assert seen["job"].startswith("parsl.htex_local.block-")
+        assert "JOBNAME" not in psutil.Process(server.process.pid).environ()
         server_process = psutil.Process(server.process.pid)
         session.check()
         os.kill(interchange.pid, signal.SIGKILL)
@@ -185,7 +186,8 @@ def test_local_site_internals(tmp_path):
         pool += [child for p in pool for child in p.children(recursive=True)]
     finally:
         session.close()
-    assert not [p for p in pool if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    left = [p for p in pool if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not left, [(p.pid, p.ppid(), p.cmdline()[:3]) for p in left]
     assert "globus_compute_sdk" in sys.modules or not _sdk_installed()  # the driver keeps it
 
 
