@@ -13,10 +13,11 @@ with those modules loaded.
 
 Which server: with `--server`, a `WarmServer` the driver started the moment it knew it
 had work, so that its imports (1.3 s) overlap Parsl's own start (the interchange, then
-this pool) instead of following it. Its workers take the pool's environment before they
-run (`PoolProcess`), and the server ends them when it ends: when the driver stops it or
-dies. Without `--server`, or if that server is gone, the pool starts its own, as Parsl's
-multiprocessing does, importing the modules while the pool itself starts.
+this pool) instead of following it. Its workers take the pool's environment and output
+before they run (`PoolProcess`); the server ends them when it ends (the driver stops it, or
+dies), and the pool when Parsl ends the pool. Without `--server` (Python 3.14+, a site with
+worker_init lines, no room for a socket), or if that server is gone, the pool starts its
+own, as Parsl's multiprocessing does, importing the modules while the pool itself starts.
 
 The server imports the modules and nothing else runs in it (no thread, no task), so
 forking it is safe; the workers run exactly Parsl's worker code. This reaches past
