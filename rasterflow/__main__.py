@@ -1,5 +1,5 @@
 """`python -m rasterflow`: the same command line as `rasterflow`."""
 
-from rasterflow.workflow.cli import main
+from rasterflow.workflow.cli import entry
 
-main(prog_name="rasterflow")
+entry()

@@ -30,6 +30,34 @@ def test_python_dash_m_is_the_cli(tmp_path):
     assert "local local" in done.stdout
 
 
+ENTRY = """
+import atexit, sys, threading, time
+atexit.register(print, "exit handlers ran")
+if sys.argv[1] == "thread":  # a thread still working when the command is done
+    threading.Thread(target=lambda: (time.sleep(0.5), print("thread finished"))).start()
+sys.argv = ["rasterflow", *sys.argv[2:]]
+from rasterflow.workflow.cli import entry
+entry()
+"""
+
+
+def run_entry(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", ENTRY, *args], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+
+
+def test_entry_runs_exit_handlers_and_keeps_exit_codes():
+    """The command ends without the interpreter's teardown, but not without its exit
+    handlers, its exit code or its output; a thread still running is waited for."""
+    done = run_entry("-", "sites")
+    assert done.returncode == 0 and "local local" in done.stdout
+    assert done.stdout.endswith("exit handlers ran\n")
+    assert run_entry("-", "no-such-command").returncode == 2
+    waited = run_entry("thread", "sites")
+    assert waited.returncode == 0 and "thread finished" in waited.stdout
+    assert "exit handlers ran" in waited.stdout
+
+
 def test_sites_lists_every_bundled_site():
     result = CliRunner().invoke(main, ["sites"])
     assert result.exit_code == 0
