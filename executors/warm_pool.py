@@ -104,8 +104,9 @@ class WarmServer:
                                 modules=server_modules(self.preload))  # fmt: skip
             try:
                 return subprocess.Popen(
-                    [sys.executable, "-c", code], stdin=subprocess.DEVNULL, env=_lean_env(),
-                    pass_fds=(listener.fileno(), alive_r), process_group=0)  # fmt: skip
+                    [sys.executable, "-c", code], stdin=subprocess.DEVNULL,
+                    env=parsl_lean.environ(), pass_fds=(listener.fileno(), alive_r),
+                    process_group=0)  # fmt: skip
             except BaseException:
                 os.close(self._alive)
                 raise
@@ -138,25 +139,16 @@ class WarmServer:
 
 
 def _wait_dead(processes: list, timeout: float) -> None:
-    """Until these processes have exited (a zombie has: only its parent's wait is left)."""
-    import psutil
-
+    """Until these processes (psutil's) have exited."""
     deadline = time.monotonic() + timeout
     for process in processes:
-        with suppress(psutil.Error):
-            while process.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
-                time.sleep(0.01)
+        while not _exited(process) and time.monotonic() < deadline:
+            time.sleep(0.01)
 
 
 def _end_group(pgid: int, signum: int) -> None:
     with suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signum)
-
-
-def _lean_env() -> dict[str, str]:
-    """This environment, Parsl's import in it without the Globus Compute SDK (as the pool's)."""
-    path = [str(parsl_lean.FOLDER), *filter(None, [os.environ.get("PYTHONPATH")])]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
 
 
 def server_modules(preload: Sequence[str]) -> list[str]:
@@ -235,7 +227,7 @@ def server_context(argument: str, preload: list[str]) -> PoolContext:
 
     def ensure_running() -> None:
         if server._forkserver_pid == driver_server:
-            if _running(driver_server):
+            if not _exited(driver_server):
                 resource_tracker.ensure_running()  # the children's, as start_own does
                 return
             # Its workers outlive it, still taking tasks, while the pool replaces them.
@@ -268,14 +260,15 @@ def end_children_with_pool() -> None:
     signal.signal(signal.SIGTERM, end)
 
 
-def _running(pid: int) -> bool:
-    """A live process (not a zombie its parent has not reaped yet)."""
+def _exited(process: Any) -> bool:
+    """A process (a pid, or psutil's) gone, or a zombie: only its parent's wait is left."""
     import psutil
 
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        process = process if isinstance(process, psutil.Process) else psutil.Process(process)
+        return process.status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
-        return False
+        return True
 
 
 def main(argv: list[str]) -> None:

@@ -127,6 +127,11 @@ class LevelState:
     waiting: np.ndarray | None = None  # parents: per batch, child batches not done yet
 
 
+def waits_for_nothing(item: Submitted | QuickLooks) -> bool:
+    """Web tiles and quick-looks: no other task waits for them (the driver's `_later`)."""
+    return isinstance(item, QuickLooks) or item.step == Step.WEBTILE
+
+
 @dataclass
 class Driver:
     config: RasterflowConfig
@@ -173,7 +178,7 @@ class Driver:
             finished, _ = wait(list(self._outstanding), timeout=1.0, return_when=FIRST_COMPLETED)
             for future in finished:
                 item = self._outstanding.pop(future)
-                self._later_out -= isinstance(item, QuickLooks) or item.step == Step.WEBTILE
+                self._later_out -= waits_for_nothing(item)
                 self._collect(future, item)
             self._tick()
 
@@ -312,7 +317,7 @@ class Driver:
         for at in range(len(item.index)):
             piece = Submitted(item.step, item.z, item.batch, item.index[at : at + 1],
                               item.fingerprints[at : at + 1], item, attempt)  # fmt: skip
-            (self._later if item.step == Step.WEBTILE else self._urgent).append(piece)
+            (self._later if waits_for_nothing(piece) else self._urgent).append(piece)
 
     def _lost(self, item: Submitted, err: Exception) -> TileResults:
         level = self.plan.levels[item.z]

@@ -11,6 +11,7 @@ The driver itself, and sites of kind `globus_compute`, import the real SDK as be
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 FOLDER = Path(__file__).resolve().parent
@@ -21,3 +22,10 @@ INTERCHANGE = (
     "runpy.run_module('parsl.executors.high_throughput.interchange', run_name='__main__', "
     "alter_sys=True)"
 )
+
+
+def environ() -> dict[str, str]:
+    """This process's environment with the folder first on PYTHONPATH, for a Parsl process
+    started without a shell (the local pool's workers' fork server)."""
+    path = [str(FOLDER), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
