@@ -9,7 +9,7 @@ from __future__ import annotations
 import pickle
 
 APPS = {"rasterize": "rasterize_batch", "parents": "parents_batch", "webtiles": "webtiles_batch",
-        "quicklooks": "quicklooks_level"}  # fmt: skip
+        "quicklooks": "quicklooks_level", "records": "write_records"}  # fmt: skip
 
 
 def run_packed(call: bytes) -> bytes:

@@ -72,6 +72,7 @@ class Apps(Protocol):
     def parents(self, batch: TileBatch, config) -> Future: ...
     def webtiles(self, batch: TileBatch, config, ranges: dict) -> Future: ...
     def quicklooks(self, z: int, config) -> Future: ...
+    def records(self, config) -> Future: ...
 
 
 class ParslApps:
@@ -95,6 +96,9 @@ class ParslApps:
 
     def quicklooks(self, z, config) -> Future:
         return self._app(pack_call("quicklooks", z, config))
+
+    def records(self, config) -> Future:
+        return self._app(pack_call("records", config))
 
 
 @dataclass
@@ -181,6 +185,25 @@ class Driver:
                 self._later_out -= waits_for_nothing(item)
                 self._collect(future, item)
             self._tick()
+
+    def finish_records(self) -> None:
+        """Fold the run's journal into the files at PDG's names, once every batch is back.
+        A run that started workers has one do it: at 10^7 tiles that is minutes of CPU and
+        the memory of a chunk's text, which the driver's node (a login node) need not give.
+        The driver heartbeats meanwhile; if that task is lost, it does the work itself."""
+        self.records.close()
+        if self._apps is None:
+            self.records.finish()
+            return
+        future = self._apps.records(self.config)
+        while not wait([future], timeout=1.0).done:
+            self._tick()
+        try:
+            future.result()
+        except Exception as err:  # the journal is intact: fold it in here
+            log.warning("a worker could not write the event log and summary (%s: %s); "
+                        "writing them in the driver", type(err).__name__, err)  # fmt: skip
+            self.records.finish()
 
     def _tick(self) -> None:
         self.records.flush_if_due()

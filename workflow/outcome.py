@@ -10,10 +10,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 
 from rasterflow.rasterize_core.skips import parse_skipped
 from rasterflow.workflow.plan import Plan
-from rasterflow.workflow.records import RecordsReader, column
+from rasterflow.workflow.records import RecordsReader, column, matches
 from rasterflow.workflow.steps import Status, Step
 
 ROW_COLUMNS = ["run_id", "step", "z", "x", "y", "status", "attempt", "start_time",
@@ -116,8 +117,8 @@ class _Scan:
                 index, found = level.find(x, y)
             beyond = _member(x, y, outside) if outside else np.zeros(len(x), bool)
             planned = found | beyond
-            status = column(chunk, "status", "")
-            ok, failed = status == Status.OK, status == Status.FAILED
+            ok, failed = matches(chunk, "status", Status.OK), matches(chunk, "status",
+                                                                      Status.FAILED)  # fmt: skip
             self.result.rows += len(x)
             self.result.unplanned += int(np.count_nonzero(~planned))
             if count is not None:
@@ -133,10 +134,12 @@ class _Scan:
             self.result.failures += _rows_of(reader, step, z, failed_tiles)
 
     def _by_run(self, chunk, count: LevelCount, planned: np.ndarray) -> None:
-        mine = planned & (column(chunk, "run_id", "") == self.run_id)
+        if self.run_id is None:
+            return
+        mine = planned & matches(chunk, "run_id", self.run_id)
         count.by_run += int(np.count_nonzero(mine))
-        skipped = column(chunk, "skipped", "")
-        for text in skipped[mine & (skipped != "")].tolist():
+        skipped = chunk["skipped"].filter(pa.array(mine)).drop_null().to_pylist()
+        for text in filter(None, skipped):
             self.result.skipped.update(parse_skipped(text))
             self.result.skipped_tiles += 1
 
@@ -145,7 +148,7 @@ class _Scan:
         if len(starts) and not np.isnan(starts).all():
             at = int(np.nanargmax(starts))
             if starts[at] > self.latest:
-                self.latest, self.last_run = starts[at], column(chunk, "run_id", "")[at]
+                self.latest, self.last_run = starts[at], chunk["run_id"][at].as_py() or ""
         if not self.k:
             return
         times = np.where(ok, column(chunk, "total_time", np.nan), np.nan)

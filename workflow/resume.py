@@ -27,7 +27,7 @@ import numpy as np
 from rasterflow.workflow.config import RasterflowConfig
 from rasterflow.workflow.layout import geotiff_path, webtile_path
 from rasterflow.workflow.plan import Level, path_template
-from rasterflow.workflow.records import RecordsReader, column
+from rasterflow.workflow.records import RecordsReader, column, matches
 from rasterflow.workflow.steps import Status, Step
 
 # A staged file is known by its tile, size and mtime (not its folder: a staged tree moved
@@ -103,10 +103,9 @@ class LevelRows:
         for chunk in reader.events(step, level.z, ["status", "fingerprint", "checksum"]):
             index, found = level.find(column(chunk, "x"), column(chunk, "y"))
             index = index[found]
-            status = column(chunk, "status", "")[found]
-            ok = status == Status.OK
+            ok = matches(chunk, "status", Status.OK)[found]
             rows.ok[index] = ok
-            rows.failed[index] = status == Status.FAILED
+            rows.failed[index] = matches(chunk, "status", Status.FAILED)[found]
             rows.fingerprint[index] = column(chunk, "fingerprint", 0)[found]
             rows.checksum[index] = np.where(ok, column(chunk, "checksum", 0)[found], 0)
         return rows

@@ -105,8 +105,8 @@ def run_workflow(
                 driver.run()
             finally:
                 records.close()  # what finished is committed, whatever happened
+        driver.finish_records()
         session.close()
-        records.finish()
         write_updated_config(config, driver.ranges)
         sweep_temp_files(config)
     if lock.reaped:

@@ -47,6 +47,7 @@ geotiff = LazyModule("rasterflow.rasterize_core.geotiff")  # rasterio
 webtile = LazyModule("rasterflow.rasterize_core.webtile")  # Pillow
 _quicklook = LazyModule("rasterflow.workflow.quicklook")  # Pillow
 _read = LazyModule("rasterflow.rasterize_core.read", before=lean_pyogrio)  # pyogrio, pyarrow
+_records = LazyModule("rasterflow.workflow.records")  # pyarrow's Parquet and CSV, once a run
 LAZY_MODULES = (_read, geotiff, webtile, _quicklook)  # all of them: a warm worker loads these
 read_staged_tile = deferred(_read, "read_staged_tile")
 StagedColumns = deferred(_read, "StagedColumns")
@@ -107,6 +108,12 @@ def webtiles_batch(
 def quicklooks_level(z: int, config: RasterflowConfig) -> list[str]:
     """The level's quick-looks, from its web tiles on disk (`workflow.quicklook`)."""
     return _quicklook.write_level(config, z)
+
+
+def write_records(config: RasterflowConfig) -> None:
+    """The event log and the summary at PDG's names, from the run's journal: on a worker,
+    for the driver's memory and CPU (`records.write_files`)."""
+    _records.write_files(config)
 
 
 # -- per tile ---------------------------------------------------------------

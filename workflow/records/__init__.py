@@ -12,10 +12,17 @@ from __future__ import annotations
 import pyarrow as pa
 
 from rasterflow.workflow.records.parts import PartWriter, last_seq, use_system_allocator
-from rasterflow.workflow.records.reader import RecordsReader, column
+from rasterflow.workflow.records.reader import RecordsReader, column, matches
 from rasterflow.workflow.records.store import RecordFiles, merge
 
-__all__ = ["RecordsReader", "RunRecords", "column"]
+__all__ = ["RecordsReader", "RunRecords", "column", "matches", "write_files"]
+
+
+def write_files(config) -> None:
+    """Fold the run's committed journal into the CSV and Parquet files at PDG's names (by
+    streaming: `store.merge`). The run that holds the output's lock calls it, after its last
+    flush, in its own process or on a worker."""
+    merge(RecordFiles.of(config), write_csv=True)
 
 
 class RunRecords:
@@ -53,7 +60,7 @@ class RunRecords:
     def finish(self) -> None:
         """Fold this run's journal into the CSV and Parquet files at PDG's names."""
         self.close()
-        merge(self.files, write_csv=True)
+        write_files(self.config)
 
     @property
     def journal_written(self) -> bool:

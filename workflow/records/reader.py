@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from rasterflow.workflow.records import export
 from rasterflow.workflow.records.parts import SUMMARY_GROUP, Part, committed_parts, read_part
@@ -92,3 +93,9 @@ def column(chunk: pa.Table, name: str, fill=None) -> np.ndarray:
     if fill is not None:
         values = values.fill_null(fill)
     return values.to_numpy(zero_copy_only=False)
+
+
+def matches(chunk: pa.Table, name: str, value: str) -> np.ndarray:
+    """Rows whose text column equals `value` (a null never does), compared in Arrow: no
+    Python string per row."""
+    return pc.equal(chunk[name], value).fill_null(False).to_numpy(zero_copy_only=False)

@@ -19,7 +19,7 @@ from rasterflow.workflow.driver import Driver
 from rasterflow.workflow.layout import geotiff_path, webtile_path, webtiles_on_disk
 from rasterflow.workflow.plan import Staged, make_plan
 from rasterflow.workflow.progress import RunProgress
-from rasterflow.workflow.records import RunRecords
+from rasterflow.workflow.records import RunRecords, write_files
 
 Z_RANGE = (8, 10)
 
@@ -36,31 +36,43 @@ class StubApps:
         self.ended: set[Tile] = set()  # raster tiles tried (made, or lost)
         self.calls: list[tuple[str, int, int]] = []  # (step, z, tiles)
         self.ranges: dict[int, dict] = {}
+        self.wrote_records = False
+        self.futures: list = []
 
     def rasterize(self, batch, sources, config):
         assert all(Path(s).name == f"{t.y}.gpkg" for s, t in zip(sources, batch.tiles(),
                                                                    strict=True))  # fmt: skip
-        return self.pool.submit(self._raster, "rasterize", batch)
+        return self._go(self._raster, "rasterize", batch)
 
     def parents(self, batch, config):
         with self.lock:  # every child that will ever exist was made before its parent
             for tile in batch.tiles():
                 for child in tile.children():
                     assert child in self.ended or child not in self.planned
-        return self.pool.submit(self._raster, "parent", batch)
+        return self._go(self._raster, "parent", batch)
 
     def webtiles(self, batch, config, ranges):
         with self.lock:
             assert all(t in self.ended for t in batch.tiles())
             self.ranges[batch.z] = ranges
-        return self.pool.submit(self._webtiles, batch)
+        return self._go(self._webtiles, batch)
 
     def quicklooks(self, z, config):
         with self.lock:  # every web tile of the level was drawn before its quick-looks
             drawn = {(x, y) for x, y in webtiles_on_disk(self.config, config.stat_names[0], z)}
             assert drawn >= {(t.x, t.y) for t in self.done if t.z == z}
             self.calls.append(("quicklooks", z, len(drawn)))
-        return self.pool.submit(lambda: [])
+        return self._go(lambda: [])
+
+    def records(self, config):
+        with self.lock:  # once, after every batch is back
+            assert all(f.done() for f in self.futures) and not self.wrote_records
+            self.wrote_records = True
+        return self.pool.submit(write_files, config)
+
+    def _go(self, work, *args):
+        self.futures.append(self.pool.submit(work, *args))
+        return self.futures[-1]
 
     def _raster(self, step: str, batch):
         tiles = batch.tiles()
@@ -126,7 +138,7 @@ def drive(config, tiles, apps=None, batch_tiles: int = 3, launch=None):
     driver = Driver(config, plan, records, found, "run-1", RunProgress(live=False), window=4,
                     launch=launch or (lambda: apps))  # fmt: skip
     driver.run()
-    records.finish()
+    driver.finish_records()
     return driver, apps
 
 
@@ -153,6 +165,24 @@ def test_levels_in_order_with_folded_ranges(config):
     assert len(events) == len(BLOCK) + 6 + 2 + 24 + 6 + 2  # rasterize, parents, web tiles
     assert not events.duplicated(["step", "z", "x", "y"]).any()
     assert (events["run_id"] == "run-1").all() and driver.ranges.keys() == {8, 9, 10}
+    assert apps.wrote_records  # by a worker, not the driver
+
+
+class RecordsLost(StubApps):
+    def records(self, config):
+        def lost():
+            raise OSError("worker lost")
+
+        return self.pool.submit(lost)
+
+
+def test_records_lost_on_a_worker_are_written_by_the_driver(config, caplog):
+    drive(config, BLOCK, RecordsLost(config))
+    events = pd.read_csv(config.filename_rasterization_events)
+    assert len(events) == len(BLOCK) + 6 + 2 + 24 + 6 + 2
+    summary = pd.read_csv(config.filename_rasters_summary)
+    assert len(summary) == 2 * (len(BLOCK) + 6 + 2)  # two statistics per GeoTIFF
+    assert "could not write the event log and summary (OSError: worker lost)" in caplog.text
 
 
 def test_a_lost_batch_runs_tile_by_tile(config):
@@ -172,6 +202,7 @@ def test_empty_levels_are_closed(config):
     """Every staged tile is outside the grid: failed rows, no task, ranges for each level."""
     driver, apps = drive(config, [(5000, 3), (5001, 3)])
     assert apps.calls == [] and driver.ranges.keys() == {8, 9, 10}
+    assert not apps.wrote_records  # no worker started: the driver wrote them
     events = pd.read_csv(config.filename_rasterization_events)
     assert events["status"].tolist() == ["failed", "failed"]
     assert events["error"].str.contains("is outside WorldCRS84Quad").all()

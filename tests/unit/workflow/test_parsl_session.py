@@ -7,10 +7,13 @@ a ThreadPoolExecutor (no processes); the last one starts the real local site onc
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
 import signal
 import subprocess
 import sys
+import weakref
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from rasterflow.executors.sites import load_site
 from rasterflow.executors.warm_pool import WarmServer
 from rasterflow.rasterize_core.errors import RunAbortedError
 from rasterflow.workflow.parsl_session import (
+    FinishedTasks,
     ParslSession,
     interchanges,
     retry_cost,
@@ -77,6 +81,45 @@ def test_a_failed_load_is_raised_in_the_driver_thread(tmp_path):
         session.dfk()
     assert not isinstance(caught.value, AssertionError)
     session.close()  # nothing to end
+
+
+class Payload:
+    """A task's result, weakly referable: is it still held?"""
+
+
+def make_payload():
+    return Payload()
+
+
+def test_finished_tasks_are_freed_as_the_run_goes(tmp_path):
+    """Parsl keeps a finished task's result in a reference cycle (its AppFuture and task
+    record) that only a full collection frees; the session runs one every few seconds."""
+    import parsl
+
+    finished = FinishedTasks(every_s=0.0)
+    gc.disable()  # no automatic collection to free it by chance
+    logging.disable(logging.INFO)  # pytest keeps log records, and Parsl's name the future
+    try:
+        dfk = parsl.load(Config(executors=[ThreadPoolExecutor(max_threads=1)],
+                                run_dir=str(tmp_path / "runinfo"), initialize_logging=False))
+        finished.start()  # Parsl is loaded: what is alive now is left out of every pass
+        assert gc.get_freeze_count() > 0
+        future = python_app(make_payload, data_flow_kernel=dfk)()
+        result = weakref.ref(future.result(timeout=30))
+        dfk.wait_for_current_tasks()
+        del future
+        held = result() is not None  # (not in an assert: pytest's rewriting holds values)
+        assert held  # the driver let go of it; Parsl's cycle did not
+        finished.free_when_due()
+        freed = result() is None
+        assert freed
+    finally:
+        finished.stop()
+        gc.enable()
+        logging.disable(logging.NOTSET)
+        dfk.cleanup()
+        parsl.clear()
+    assert gc.get_freeze_count() == 0
 
 
 def test_try_count_counts_parsl_retries(tmp_path):
