@@ -226,12 +226,13 @@ report = run_workflow(config, site=sys.argv[2], live_progress=False)
 ended = time.time()
 stop.set()
 me = resource.getrusage(resource.RUSAGE_SELF)
+peak = status("VmHWM")  # before this script reads the event log below (its own memory)
 import pyarrow.parquet as pq
 ends = pq.read_table(config.filename_rasterization_events.with_suffix(".parquet"),
                      columns=["end_time"])["end_time"].to_numpy()
 last = float(ends.max()) if len(ends) else ended
 print(json.dumps({"wall_s": time.perf_counter() - started, "cpu_s": me.ru_utime + me.ru_stime,
-                  "peak_rss_kb": status("VmHWM"), "rss_after_imports_kb": imported,
+                  "peak_rss_kb": peak, "rss_after_imports_kb": imported,
                   "max_rss_during_tiles_kb": max((r for t, r in samples if t <= last), default=0),
                   "max_rss_after_last_tile_kb": max((r for t, r in samples if t > last), default=0),
                   "after_last_tile_s": round(ended - last, 2),

@@ -9,8 +9,10 @@ done: its value ranges come from its summaries, folded as its batches finished.
 
 What the driver holds does not grow with the rows: the plan's arrays, per level in
 progress a few arrays (`LevelState`, ~20 bytes a tile), the window of futures and the
-journal's buffer. The apps come from `launch`, called at the first batch that has work:
-a rerun with nothing to do never starts Parsl.
+journal's buffer (Parsl's finished tasks are freed as it goes: `parsl_session`). At the
+end a worker turns the journal into the files at PDG's names (`finish_records`). The
+apps come from `launch`, called at the first batch that has work: a rerun with nothing to
+do never starts Parsl.
 """
 
 from __future__ import annotations

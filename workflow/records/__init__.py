@@ -1,8 +1,9 @@
-"""The event log and the raster summary: written by the driver alone, from what tasks return.
+"""The event log and the raster summary: journaled by the driver alone, from what tasks return.
 
 Workers never append to a shared file. A run folds what a killed run left into the files
-at PDG's names (`open`), journals its own rows as Parquet parts while it goes (`add`), and
-at its end folds those into the files again, CSV and Parquet, by streaming (`finish`).
+at PDG's names (`open`), journals its own rows as Arrow parts while it goes (`add`), and
+at its end folds those into the files again, CSV and Parquet, by streaming: on a worker
+(`write_files`, while the driver holds the lock) or in the driver (`finish`).
 Readers (`RecordsReader`) see the files plus any committed parts, one group of rows at a
 time: exactly one row per (step, z, x, y) and per (stat, z, x, y), the latest.
 """
