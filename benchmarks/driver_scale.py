@@ -4,9 +4,10 @@
   apps on Parsl's ThreadPoolExecutor that fabricate compact results (as distinct per tile
   as the real ones: paths, checksums, statistics) and touch no file. The staged listing is
   made up as arrays (10^7 files cannot be written here); everything after it is the run's
-  own code, the records' end included (their CSV and Parquet files are written for real).
-  Gives the driver's peak memory (the process's VmHWM: stubs and Parsl included) and
-  tiles/s.
+  own code, the records' end included (their CSV and Parquet files are written for real,
+  in this process, where a real run has a worker write them: an upper bound), and Parsl's
+  finished tasks freed as a run's session frees them. Gives the driver's peak memory (the
+  process's VmHWM: stubs and Parsl included) and tiles/s.
 - `real_run(n)`: `run_workflow` in its own process on a synthetic staged tree of n tiny
   z-max tiles (`workflow.demo.synthetic`, generated once and kept), site `local` (HTEX,
   2 workers); that process reports its own peak RSS (VmHWM) and CPU (`getrusage(
@@ -147,6 +148,7 @@ def simulate(n: int, root: Path, window: int = 16, workers: int = 256) -> dict:
 
     from rasterflow.workflow.driver import Driver
     from rasterflow.workflow.outcome import outcome
+    from rasterflow.workflow.parsl_session import FinishedTasks
     from rasterflow.workflow.plan import plan_run
     from rasterflow.workflow.progress import RunProgress
     from rasterflow.workflow.records import RecordsReader, RunRecords
@@ -164,9 +166,12 @@ def simulate(n: int, root: Path, window: int = 16, workers: int = 256) -> dict:
                             initialize_logging=False))  # fmt: skip
     samples: list[tuple] = []
     done = threading.Event()
+    finished = FinishedTasks()  # as a run's Parsl session frees Parsl's finished tasks
+    finished.start()
     try:
         driver = Driver(config, plan, records, found, "bench", RunProgress(live=False,
-                        every_s=1e9), window, launch=lambda: StubApps(dfk))  # fmt: skip
+                        every_s=1e9), window, launch=lambda: StubApps(dfk),
+                        watch=finished.free_when_due)  # fmt: skip
 
         def sample():
             while not done.wait(0.2):
@@ -183,6 +188,7 @@ def simulate(n: int, root: Path, window: int = 16, workers: int = 256) -> dict:
         report_s = time.perf_counter() - started - run_s - finish_s
     finally:
         done.set()
+        finished.stop()
         dfk.cleanup()
         parsl.clear()
     mb = 2**20

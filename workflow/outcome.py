@@ -117,8 +117,8 @@ class _Scan:
                 index, found = level.find(x, y)
             beyond = _member(x, y, outside) if outside else np.zeros(len(x), bool)
             planned = found | beyond
-            ok, failed = matches(chunk, "status", Status.OK), matches(chunk, "status",
-                                                                      Status.FAILED)  # fmt: skip
+            ok = matches(chunk, "status", Status.OK)
+            failed = matches(chunk, "status", Status.FAILED)
             self.result.rows += len(x)
             self.result.unplanned += int(np.count_nonzero(~planned))
             if count is not None:

@@ -130,7 +130,8 @@ def _launcher(session: ParslSession, lock):
 
 def expected_workers(site_model) -> int:
     """Workers the site will bring, for sizing batches (a guess where the pool scales)."""
-    count = getattr(site_model, "workers", None) or getattr(site_model, "workers_per_node", None)
+    names = ("workers", "workers_per_node", "max_threads")  # local, batch, threads sites
+    count = next((getattr(site_model, n) for n in names if hasattr(site_model, n)), "auto")
     per_node = count if isinstance(count, int) else (os.cpu_count() or 1)
     blocks = getattr(site_model, "max_blocks", 1) * getattr(site_model, "nodes_per_block", 1)
     return per_node * blocks

@@ -50,9 +50,6 @@ def _glibc():
 
 
 _LIBC = _glibc()
-# Arrow's C++ default pool, which some of its parts use whatever pyarrow's pool is
-# (Parquet's column writers): mimalloc where built with it.
-_ARROW_OWN_POOL = pa.default_memory_pool()
 
 
 @dataclass(frozen=True)
@@ -78,7 +75,6 @@ def release_memory() -> None:
     pool's unused pages and the free pages of every malloc heap (`malloc_trim`), Parsl's
     threads' included, which unpickle each batch's results."""
     pa.default_memory_pool().release_unused()
-    _ARROW_OWN_POOL.release_unused()
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
 

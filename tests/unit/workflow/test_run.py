@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import pytest
 from parsl.executors.high_throughput.errors import WorkerLost
+from pydantic import TypeAdapter
 
+from rasterflow.executors.site_models import Site
 from rasterflow.rasterize_core.errors import TileInputError
-from rasterflow.workflow.run import RunReport, retry_cost
+from rasterflow.workflow.run import RunReport, expected_workers, retry_cost
 
 
 def test_retry_cost_spends_every_retry_on_deterministic_errors():
@@ -29,3 +33,14 @@ def test_last_line_names_the_web_tiles_only_when_made():
         "rasterflow: 3 tile steps ok, 1 failed; GeoTIFFs in /g, web tiles in /w, events in /e.csv")
     assert report(None).last_line() == (
         "rasterflow: 3 tile steps ok, 1 failed; GeoTIFFs in /g, events in /e.csv")
+
+
+@pytest.mark.parametrize(("site", "workers"), [
+    ({"kind": "local", "workers": 5}, 5),
+    ({"kind": "threads", "max_threads": 3}, 3),
+    ({"kind": "slurm", "workers_per_node": 4, "nodes_per_block": 3, "max_blocks": 2}, 24),
+    ({"kind": "threads"}, os.cpu_count()),  # "auto"
+])  # fmt: skip
+def test_batches_are_sized_for_the_workers_each_kind_of_site_brings(site, workers):
+    model = TypeAdapter(Site).validate_python({"description": "test", **site}, strict=False)
+    assert expected_workers(model) == workers
