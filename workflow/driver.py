@@ -68,7 +68,8 @@ log = logging.getLogger(__name__)
 
 
 class Apps(Protocol):
-    """The three batch apps, each returning a future of `TileResults`."""
+    """The apps: three batch apps, each returning a future of `TileResults`; a level's
+    quick-looks; the records' files at the end."""
 
     def rasterize(self, batch: TileBatch, sources: list[str], config) -> Future: ...
     def parents(self, batch: TileBatch, config) -> Future: ...
@@ -192,19 +193,26 @@ class Driver:
         """Fold the run's journal into the files at PDG's names, once every batch is back.
         A run that started workers has one do it: at 10^7 tiles that is minutes of CPU and
         the memory of a chunk's text, which the driver's node (a login node) need not give.
-        The driver heartbeats meanwhile; if that task is lost, it does the work itself."""
+        The driver heartbeats meanwhile. It does the work itself if that task fails, if the
+        executor dies meanwhile, or if the worker left the journal as it was (a worker that
+        sees another folder: relative paths, another working directory)."""
         self.records.close()
         if self._apps is None:
             self.records.finish()
             return
-        future = self._apps.records(self.config)
-        while not wait([future], timeout=1.0).done:
-            self._tick()
         try:
+            future = self._apps.records(self.config)
+            while not wait([future], timeout=1.0).done:
+                self._tick()
             future.result()
         except Exception as err:  # the journal is intact: fold it in here
             log.warning("a worker could not write the event log and summary (%s: %s); "
                         "writing them in the driver", type(err).__name__, err)  # fmt: skip
+            self.records.finish()
+            return
+        if self.records.journal_left:
+            log.warning("the worker that wrote the event log and summary did not find this "
+                        "run's journal; writing them in the driver")  # fmt: skip
             self.records.finish()
 
     def _tick(self) -> None:

@@ -47,8 +47,10 @@ geotiff = LazyModule("rasterflow.rasterize_core.geotiff")  # rasterio
 webtile = LazyModule("rasterflow.rasterize_core.webtile")  # Pillow
 _quicklook = LazyModule("rasterflow.workflow.quicklook")  # Pillow
 _read = LazyModule("rasterflow.rasterize_core.read", before=lean_pyogrio)  # pyogrio, pyarrow
-_records = LazyModule("rasterflow.workflow.records")  # pyarrow's Parquet and CSV, once a run
-LAZY_MODULES = (_read, geotiff, webtile, _quicklook)  # all of them: a warm worker loads these
+# What a warm worker loads before its first task; not the records' writer (one task a run,
+# 11 ms to import in a warm worker), which would lengthen every pool's start.
+LAZY_MODULES = (_read, geotiff, webtile, _quicklook)
+_records = LazyModule("rasterflow.workflow.records")  # pyarrow's Parquet and CSV
 read_staged_tile = deferred(_read, "read_staged_tile")
 StagedColumns = deferred(_read, "StagedColumns")
 

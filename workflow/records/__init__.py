@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from rasterflow.workflow.records.parts import PartWriter, last_seq, use_system_allocator
+from rasterflow.workflow.records.parts import (
+    PartWriter,
+    committed_parts,
+    last_seq,
+    use_system_allocator,
+)
 from rasterflow.workflow.records.reader import RecordsReader, column, matches
 from rasterflow.workflow.records.store import RecordFiles, merge
 
@@ -62,6 +67,11 @@ class RunRecords:
         """Fold this run's journal into the CSV and Parquet files at PDG's names."""
         self.close()
         write_files(self.config)
+
+    @property
+    def journal_left(self) -> bool:
+        """Committed parts not folded into the files yet."""
+        return bool(committed_parts(self.files.parts))
 
     @property
     def journal_written(self) -> bool:

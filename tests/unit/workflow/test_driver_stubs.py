@@ -5,13 +5,14 @@ tiles, levels with nothing in them, and a rerun with nothing to do that launches
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from rasterflow.rasterize_core.errors import RunAbortedError
 from rasterflow.rasterize_core.tiles import Tile
 from rasterflow.workflow.batches import pack
 from rasterflow.workflow.config import load_config
@@ -128,7 +129,7 @@ def staged(tiles: list[tuple[int, int]], z: int = Z_RANGE[1]) -> Staged:
     return Staged(template, np.full(n, z), x, y, np.full(n, 1000), np.arange(n))
 
 
-def drive(config, tiles, apps=None, batch_tiles: int = 3, launch=None):
+def drive(config, tiles, apps=None, batch_tiles: int = 3, launch=None, watch=None):
     plan = make_plan(config, staged(tiles), 1 << 40, batch_tiles)
     records = RunRecords(config)
     found = records.open()
@@ -136,7 +137,7 @@ def drive(config, tiles, apps=None, batch_tiles: int = 3, launch=None):
     apps.planned = {Tile(z, x, y) for z, level in plan.levels.items()
                     for x, y in zip(level.x.tolist(), level.y.tolist(), strict=True)}  # fmt: skip
     driver = Driver(config, plan, records, found, "run-1", RunProgress(live=False), window=4,
-                    launch=launch or (lambda: apps))  # fmt: skip
+                    launch=launch or (lambda: apps), watch=watch or (lambda: None))  # fmt: skip
     driver.run()
     driver.finish_records()
     return driver, apps
@@ -176,13 +177,34 @@ class RecordsLost(StubApps):
         return self.pool.submit(lost)
 
 
-def test_records_lost_on_a_worker_are_written_by_the_driver(config, caplog):
-    drive(config, BLOCK, RecordsLost(config))
+class RecordsElsewhere(StubApps):
+    def records(self, config):  # a worker that sees another folder: no journal there
+        return self.pool.submit(lambda: None)
+
+
+class ExecutorDies(StubApps):
+    def records(self, config):
+        self.wrote_records = True
+        return Future()  # never done: the interchange died with the task
+
+    def watch(self):
+        if self.wrote_records:
+            raise RunAbortedError("Parsl's interchange died")
+
+
+@pytest.mark.parametrize(("kind", "says"), [
+    (RecordsLost, "could not write the event log and summary (OSError: worker lost)"),
+    (RecordsElsewhere, "did not find this run's journal"),
+    (ExecutorDies, "could not write the event log and summary (RunAbortedError: Parsl's "),
+])  # fmt: skip
+def test_records_a_worker_did_not_write_are_written_by_the_driver(config, caplog, kind, says):
+    apps = kind(config)
+    drive(config, BLOCK, apps, watch=getattr(apps, "watch", None))
     events = pd.read_csv(config.filename_rasterization_events)
     assert len(events) == len(BLOCK) + 6 + 2 + 24 + 6 + 2
     summary = pd.read_csv(config.filename_rasters_summary)
     assert len(summary) == 2 * (len(BLOCK) + 6 + 2)  # two statistics per GeoTIFF
-    assert "could not write the event log and summary (OSError: worker lost)" in caplog.text
+    assert says in caplog.text
 
 
 def test_a_lost_batch_runs_tile_by_tile(config):

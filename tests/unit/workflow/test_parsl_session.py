@@ -96,12 +96,13 @@ def test_finished_tasks_are_freed_as_the_run_goes(tmp_path):
     record) that only a full collection frees; the session runs one every few seconds."""
     import parsl
 
-    finished = FinishedTasks(every_s=0.0)
+    finished, dfk = FinishedTasks(every_s=0.0), None
     gc.disable()  # no automatic collection to free it by chance
     logging.disable(logging.INFO)  # pytest keeps log records, and Parsl's name the future
     try:
-        dfk = parsl.load(Config(executors=[ThreadPoolExecutor(max_threads=1)],
-                                run_dir=str(tmp_path / "runinfo"), initialize_logging=False))
+        config = Config(executors=[ThreadPoolExecutor(max_threads=1)],
+                        run_dir=str(tmp_path / "runinfo"), initialize_logging=False)  # fmt: skip
+        dfk = parsl.load(config)
         finished.start()  # Parsl is loaded: what is alive now is left out of every pass
         assert gc.get_freeze_count() > 0
         future = python_app(make_payload, data_flow_kernel=dfk)()
@@ -117,8 +118,22 @@ def test_finished_tasks_are_freed_as_the_run_goes(tmp_path):
         finished.stop()
         gc.enable()
         logging.disable(logging.NOTSET)
-        dfk.cleanup()
-        parsl.clear()
+        if dfk is not None:
+            dfk.cleanup()
+            parsl.clear()
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_session_freezes_once_parsl_is_up_and_thaws_at_close(tmp_path):
+    """The freeze covers Parsl and pandas (which pyarrow would import at the driver's first
+    results), so that the passes during the run walk neither."""
+    session = ParslSession(threads_config(tmp_path / "runinfo"))
+    try:
+        session.dfk()
+        assert gc.get_freeze_count() > 0 and "pandas" in sys.modules
+        session.check()  # a pass when due, and the interchange check: no executor to lose
+    finally:
+        session.close()
     assert gc.get_freeze_count() == 0
 
 
