@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import shutil
@@ -148,7 +149,7 @@ def simulate(n: int, root: Path, window: int = 16, workers: int = 256) -> dict:
 
     from rasterflow.workflow.driver import Driver
     from rasterflow.workflow.outcome import outcome
-    from rasterflow.workflow.parsl_session import FinishedTasks
+    from rasterflow.workflow.parsl_session import LOADED_BEFORE_FREEZE, FinishedTasks
     from rasterflow.workflow.plan import plan_run
     from rasterflow.workflow.progress import RunProgress
     from rasterflow.workflow.records import RecordsReader, RunRecords
@@ -166,7 +167,8 @@ def simulate(n: int, root: Path, window: int = 16, workers: int = 256) -> dict:
                             initialize_logging=False))  # fmt: skip
     samples: list[tuple] = []
     done = threading.Event()
-    finished = FinishedTasks()  # as a run's Parsl session frees Parsl's finished tasks
+    importlib.import_module(LOADED_BEFORE_FREEZE)  # as a run's Parsl session does, then
+    finished = FinishedTasks()  # frees Parsl's finished tasks as it goes
     finished.start()
     try:
         driver = Driver(config, plan, records, found, "bench", RunProgress(live=False,
