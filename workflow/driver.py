@@ -29,7 +29,7 @@ import numpy as np
 
 from rasterflow.rasterize_core.errors import TileInputError
 from rasterflow.workflow import quicklook
-from rasterflow.workflow.apps import run_packed
+from rasterflow.workflow.apps import run_packed, run_packed_once
 from rasterflow.workflow.batches import (
     TileBatch,
     TileResults,
@@ -87,6 +87,7 @@ class ParslApps:
         from parsl import python_app
 
         self._app = python_app(run_packed, data_flow_kernel=dfk)
+        self._once = python_app(run_packed_once, data_flow_kernel=dfk)
 
     def rasterize(self, batch, sources, config) -> Future:
         return self._app(pack_call("rasterize", batch, sources, config))
@@ -101,7 +102,7 @@ class ParslApps:
         return self._app(pack_call("quicklooks", z, config))
 
     def records(self, config) -> Future:
-        return self._app(pack_call("records", config))
+        return self._once(pack_call("records", config))
 
 
 @dataclass

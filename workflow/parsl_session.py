@@ -38,6 +38,7 @@ from typing import Any
 import psutil
 
 from rasterflow.rasterize_core.errors import ConfigError, RunAbortedError, TileInputError
+from rasterflow.workflow.apps import run_packed_once
 from rasterflow.workflow.lock import reap_orphans
 
 log = logging.getLogger(__name__)
@@ -183,7 +184,10 @@ def _end(dfk: Any) -> None:
 
 
 def retry_cost(exception: BaseException, task_record: dict) -> float:
-    """Parsl retry handler: deterministic errors use up every retry at once."""
+    """Parsl retry handler: deterministic errors use up every retry at once, and so does
+    any error of a call the driver handles itself (`apps.run_packed_once`)."""
+    if task_record.get("func_name") == run_packed_once.__name__:
+        return 100.0
     deterministic = (TileInputError, ConfigError, ImportError, TypeError, AttributeError)
     return 100.0 if isinstance(exception, deterministic) else 1.0
 

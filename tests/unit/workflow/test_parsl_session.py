@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from rasterflow.executors.parsl_configs import parsl_config
 from rasterflow.executors.sites import load_site
 from rasterflow.executors.warm_pool import WarmServer
 from rasterflow.rasterize_core.errors import RunAbortedError
+from rasterflow.workflow.apps import run_packed, run_packed_once
 from rasterflow.workflow.parsl_session import (
     FinishedTasks,
     ParslSession,
@@ -158,6 +160,18 @@ def test_try_count_counts_parsl_retries(tmp_path):
     done = Future()
     done.set_result(None)
     assert try_count(done) == 1  # a plain future (stub apps): one try
+
+
+def test_a_call_the_driver_handles_itself_is_tried_once(tmp_path):
+    """The records' merge at the end: its failure falls back to the driver at once."""
+    unknown = pickle.dumps(("no such app", ()))
+    with ParslSession(threads_config(tmp_path / "runinfo", retries=2)) as session:
+        retried = python_app(run_packed, data_flow_kernel=session.dfk())(unknown)
+        once = python_app(run_packed_once, data_flow_kernel=session.dfk())(unknown)
+        for future in (retried, once):
+            with pytest.raises(KeyError):
+                future.result(timeout=60)
+        assert (try_count(retried), try_count(once)) == (3, 1)
 
 
 EXIT_WITHOUT_CLEANUP = """
