@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import shutil
@@ -143,13 +142,12 @@ class StubApps:
 
 def simulate(n: int, root: Path, window: int = 16, workers: int = 256) -> dict:
     """A run of n z-max tiles (z15 to z0) through the real driver with stub apps."""
-    import parsl
     from parsl.config import Config
     from parsl.executors.threads import ThreadPoolExecutor
 
     from rasterflow.workflow.driver import Driver
     from rasterflow.workflow.outcome import outcome
-    from rasterflow.workflow.parsl_session import LOADED_BEFORE_FREEZE, FinishedTasks
+    from rasterflow.workflow.parsl_session import ParslSession
     from rasterflow.workflow.plan import plan_run
     from rasterflow.workflow.progress import RunProgress
     from rasterflow.workflow.records import RecordsReader, RunRecords
@@ -162,18 +160,17 @@ def simulate(n: int, root: Path, window: int = 16, workers: int = 256) -> dict:
     plan_s, after_plan = time.perf_counter() - started, status_value("VmRSS")
     records = RunRecords(config)
     found = records.open()
-    dfk = parsl.load(Config(executors=[ThreadPoolExecutor(max_threads=2, label="threads")],
-                            run_dir=str(root / "runinfo"), usage_tracking=0,
-                            initialize_logging=False))  # fmt: skip
+    # A run's session: it frees Parsl's finished tasks as it goes (`check`).
+    session = ParslSession(Config(executors=[ThreadPoolExecutor(max_threads=2,
+                           label="threads")], run_dir=str(root / "runinfo"), usage_tracking=0,
+                           initialize_logging=False))  # fmt: skip
+    dfk = session.dfk()
     samples: list[tuple] = []
     done = threading.Event()
-    importlib.import_module(LOADED_BEFORE_FREEZE)  # as a run's Parsl session does, then
-    finished = FinishedTasks()  # frees Parsl's finished tasks as it goes
-    finished.start()
     try:
         driver = Driver(config, plan, records, found, "bench", RunProgress(live=False,
                         every_s=1e9), window, launch=lambda: StubApps(dfk),
-                        watch=finished.free_when_due)  # fmt: skip
+                        watch=session.check)  # fmt: skip
 
         def sample():
             while not done.wait(0.2):
@@ -190,9 +187,7 @@ def simulate(n: int, root: Path, window: int = 16, workers: int = 256) -> dict:
         report_s = time.perf_counter() - started - run_s - finish_s
     finally:
         done.set()
-        finished.stop()
-        dfk.cleanup()
-        parsl.clear()
+        session.close()
     mb = 2**20
     return {
         "z_max_tiles": n, "tiles_all_levels": plan.n_tiles, "window": window,

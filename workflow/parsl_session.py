@@ -144,9 +144,9 @@ class FinishedTasks:
     driver grew by 15 MB over 24,000 z-max tiles before one came. Once Parsl is loaded the
     objects then alive are frozen (long-lived: modules, Parsl itself), and a full pass every
     `every_s` walks only what came after them: the tasks in flight and what the driver
-    holds, about a millisecond for a window of 16 tasks, 12 ms for 4,096 (ThreadPool). (Without the
-    freeze a pass walks every module's objects: 50 ms.) The freeze is the process's: one
-    session at a time."""
+    holds, about a millisecond for a window of 16 tasks, 12 ms for 4,096 (ThreadPool).
+    (Without the freeze a pass walks every module's objects: 50 ms.) The freeze is the
+    process's: one session at a time."""
 
     def __init__(self, every_s: float = 2.0):
         self.every_s = every_s
