@@ -35,11 +35,27 @@ from rasterflow.workflow.run import run_workflow
 from tests.helpers.processes import alive, end_processes, processes_under
 from tests.helpers.samples import staged_sample
 
-# A real driver, with one tile per batch so that rows trickle in and a kill lands mid-run.
-DRIVER = (
-    "import rasterflow.workflow.plan as p; p.MAX_BATCH_TILES = 1; "
-    "from rasterflow.workflow.cli import main; main()"
-)
+# A real driver, with one tile per batch, that stops right after it first journals rows of
+# the step named in HOLD_AFTER: the kill lands there however fast the run goes (a fast
+# machine once finished the whole run before the test could see its first rows).
+DRIVER = """
+import os, time
+import rasterflow.workflow.plan as plan
+from rasterflow.workflow.records.parts import PartWriter
+
+plan.MAX_BATCH_TILES = 1
+flush = PartWriter.flush
+
+def flush_then_hold(self):
+    steps = {step for step, _ in self._events}
+    flush(self)
+    if os.environ["HOLD_AFTER"] in steps:
+        time.sleep(3600)  # until the test's SIGKILL
+
+PartWriter.flush = flush_then_hold
+from rasterflow.workflow.cli import main
+main()
+"""
 RASTERFLOW = str(Path(sys.executable).with_name("rasterflow"))
 
 
@@ -218,8 +234,8 @@ def test_sigkilled_driver_resumes_to_identical_files(done, tmp_path):
     lock_path = Path(f"{config.filename_rasterization_events}.lock")
     started: list[int] = []
     try:
-        # 1. Kill as soon as the first rows reach the journal; meanwhile a second run is refused.
-        first = start_driver(config_path, started)
+        # 1. Kill once the first rows reach the journal; meanwhile a second run is refused.
+        first = start_driver(config_path, started, hold_after="rasterize")
         wait_for(lambda: lock_path.exists() and "parsl_run_dir" in lock_path.read_text(), first)
         second = subprocess.run([RASTERFLOW, "run", str(config_path)],
                                 capture_output=True, text=True, timeout=60)  # fmt: skip
@@ -231,7 +247,7 @@ def test_sigkilled_driver_resumes_to_identical_files(done, tmp_path):
 
         # 2. Rerun: it takes the stale lock over, ends the orphans; kill it once parents appear.
         parents_before = journal_rows(config, "parent")
-        resumed = start_driver(config_path, started)
+        resumed = start_driver(config_path, started, hold_after="parent")
         wait_for(lambda: journal_rows(config, "parent") > parents_before, resumed)
         assert not any(alive(pid) for pid in orphans), "the rerun left the killed run's processes"
         kill_driver(resumed, lock_path)
@@ -251,8 +267,9 @@ def test_sigkilled_driver_resumes_to_identical_files(done, tmp_path):
         end_processes([p.pid for p in processes_under(tmp_path)] + started)
 
 
-def start_driver(config_path: Path, started: list[int]) -> subprocess.Popen:
+def start_driver(config_path: Path, started: list[int], hold_after: str) -> subprocess.Popen:
     process = subprocess.Popen([sys.executable, "-c", DRIVER, "run", str(config_path)],
+                               env={**os.environ, "HOLD_AFTER": hold_after},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     started.append(process.pid)
     return process
