@@ -173,19 +173,25 @@ def print_table(result: dict) -> None:
     m = result["machine"]
     print(f"\n{m['date']}  {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB")
     for row in result.get("planning", []):
-        print(f"plan {row['z_max_tiles']:>10} tiles: {row['plan_s']} s, peak "
-              f"{row['peak_over_baseline_mb']} MB over baseline, held {row['plan_held_mb']} MB")
+        print(
+            f"plan {row['z_max_tiles']:>10} tiles: {row['plan_s']} s, peak "
+            f"{row['peak_over_baseline_mb']} MB over baseline, held {row['plan_held_mb']} MB"
+        )
     for row in result.get("real", []):
         fresh, again = row["fresh"], row["noop_rerun"]
-        print(f"real {row['z_max_tiles']:>7} tiles: wall {fresh['wall_s']:.1f} s, driver CPU "
-              f"{fresh['cpu_s']:.1f} s, peak {fresh['peak_rss_kb'] / 1024:.1f} MB; no-op rerun "
-              f"{again['wall_s']:.2f} s, peak {again['peak_rss_kb'] / 1024:.1f} MB")
+        print(
+            f"real {row['z_max_tiles']:>7} tiles: wall {fresh['wall_s']:.1f} s, driver CPU "
+            f"{fresh['cpu_s']:.1f} s, peak {fresh['peak_rss_kb'] / 1024:.1f} MB; no-op rerun "
+            f"{again['wall_s']:.2f} s, peak {again['peak_rss_kb'] / 1024:.1f} MB"
+        )
     if result.get("real_per_tile"):
         print(f"per additional z-max tile: {json.dumps(result['real_per_tile'])}")
     for row in result.get("simulated", []):
-        print(f"simulated {row['z_max_tiles']:>9}: {row['z_max_tiles_per_s']} z-max tiles/s, "
-              f"peak {row['peak_rss_mb']} MB ({row['peak_over_start_mb']} over start), records "
-              f"end {row['records_end_s']} s")
+        print(
+            f"simulated {row['z_max_tiles']:>9}: {row['z_max_tiles_per_s']} z-max tiles/s, "
+            f"peak {row['peak_rss_mb']} MB ({row['peak_over_start_mb']} over start), records "
+            f"end {row['records_end_s']} s"
+        )
     if "task_rate" in result:
         print(f"task rate: {json.dumps(result['task_rate'])}")
 

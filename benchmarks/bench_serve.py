@@ -272,8 +272,10 @@ def main() -> None:
     for name, row in (("saturation (closed loop)", results["saturation"]),
                       (f"fixed {args.rate:g}/s (open loop)", results["fixed_rate"])):  # fmt: skip
         cells = [row[key] for key in ("p50_ms", "p90_ms", "p99_ms", "max_ms")]
-        print(f"{name:<26}{row['requests']:>9}{row['errors']:>7}{row['tiles_per_s']:>9}"
-              + "".join(f"{cell:>8}" for cell in cells))
+        print(
+            f"{name:<26}{row['requests']:>9}{row['errors']:>7}{row['tiles_per_s']:>9}"
+            + "".join(f"{cell:>8}" for cell in cells)
+        )
     per_tile = results["saturation"]["server_cpu_ms_per_tile"]
     client = sat_cpu / len(sat[0]) * 1000
     print(f"CPU per tile: server {per_tile} ms, client {client:.2f} ms: "

@@ -281,8 +281,10 @@ def _drop_spatial_index(path: Path) -> None:
     with closing(sqlite3.connect(path)) as db, db:
         for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'"):
             db.execute(f'DROP TRIGGER "{name}"')
-        for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
-                                  "AND name LIKE 'rtree_%' AND sql LIKE '%VIRTUAL%'").fetchall():
+        for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' "
+            "AND name LIKE 'rtree_%' AND sql LIKE '%VIRTUAL%'"
+        ).fetchall():
             db.execute(f'DROP TABLE "{name}"')
         db.execute("DELETE FROM gpkg_extensions WHERE extension_name = 'gpkg_rtree_index'")
 
@@ -296,28 +298,44 @@ def _clone_tile(template: Path, x0: int, y0: int, x: int, y: int) -> None:
 
     from rasterflow.rasterize_core.tiles import Tile, xy_bounds
 
-    here, there = xy_bounds("WorldCRS84Quad", Tile(Z_MAX, x0, y0)), xy_bounds(
-        "WorldCRS84Quad", Tile(Z_MAX, x, y))
+    here, there = (
+        xy_bounds("WorldCRS84Quad", Tile(Z_MAX, x0, y0)),
+        xy_bounds("WorldCRS84Quad", Tile(Z_MAX, x, y)),
+    )
     dx, dy = there[0] - here[0], there[1] - here[1]
     path = template.parents[1] / str(x) / f"{y}.gpkg"
     path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(template, path)
     with closing(sqlite3.connect(path)) as db, db:
         db.execute("PRAGMA synchronous = OFF")  # a benchmark's input: no fsync per file
-        (table, geom), = db.execute("SELECT table_name, column_name FROM gpkg_geometry_columns")
-        rows = db.execute(f'SELECT fid, "{geom}", staging_centroid_x, staging_centroid_y '
-                          f'FROM "{table}"').fetchall()
+        ((table, geom),) = db.execute("SELECT table_name, column_name FROM gpkg_geometry_columns")
+        rows = db.execute(
+            f'SELECT fid, "{geom}", staging_centroid_x, staging_centroid_y FROM "{table}"'
+        ).fetchall()
         for fid, blob, cx, cy in rows:
             flags = blob[3]  # GDAL writes little-endian headers (bit 0 set)
             start = 8 + {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}[(flags >> 1) & 0b111]
             moved = shapely.transform(shapely.from_wkb(blob[start:]), lambda c: c + (dx, dy))
             left, bottom, right, top = moved.bounds
-            header = (b"GP" + bytes([blob[2], (flags & ~0b1110) | 0b0010]) + blob[4:8]
-                      + struct.pack("<4d", left, right, bottom, top))  # envelope: x, then y
-            db.execute(f'UPDATE "{table}" SET "{geom}" = ?, staging_centroid_x = ?, '
-                       "staging_centroid_y = ?, staging_tile = ?, staging_centroid_tile = ? "
-                       "WHERE fid = ?", (header + shapely.to_wkb(moved), cx + dx, cy + dy,
-                       f"{Z_MAX}/{x}/{y}", f"Tile(x={x}, y={y}, z={Z_MAX})", fid))
+            header = (
+                b"GP"
+                + bytes([blob[2], (flags & ~0b1110) | 0b0010])
+                + blob[4:8]
+                + struct.pack("<4d", left, right, bottom, top)
+            )  # envelope: x, then y
+            db.execute(
+                f'UPDATE "{table}" SET "{geom}" = ?, staging_centroid_x = ?, '
+                "staging_centroid_y = ?, staging_tile = ?, staging_centroid_tile = ? "
+                "WHERE fid = ?",
+                (
+                    header + shapely.to_wkb(moved),
+                    cx + dx,
+                    cy + dy,
+                    f"{Z_MAX}/{x}/{y}",
+                    f"Tile(x={x}, y={y}, z={Z_MAX})",
+                    fid,
+                ),
+            )
 
 
 def real_run(n: int, root: Path, site: str) -> dict:

@@ -32,8 +32,14 @@ if TYPE_CHECKING:
 _HOMES = {
     "parsl_configs": ("in_allocation_config", "parsl_config", "worker_init"),
     "scheduler": ("allocation_nodes",),
-    "site_models": ("GlobusComputeSite", "LocalSite", "PbsSite", "Site", "SlurmSite",
-                    "validate_site"),  # fmt: skip
+    "site_models": (
+        "GlobusComputeSite",
+        "LocalSite",
+        "PbsSite",
+        "Site",
+        "SlurmSite",
+        "validate_site",
+    ),  # fmt: skip
     "sites": ("bundled_sites_dir", "list_sites", "load_site", "require_submittable"),
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}

@@ -21,7 +21,6 @@ from rasterflow.rasterize_core.errors import EXIT_FAILED_TILES, RasterflowError,
 DATA_STRATEGY = "globus_compute_sdk.serialize.JSONData"
 
 
-
 class RemoteRunError(SubmitError):
     """The task was accepted but the remote run raised, or could not be waited for."""
 

@@ -283,7 +283,7 @@ def main(argv: list[str]) -> None:
 
     # Read by the pool module at its import; the two contexts offer the same calls.
     parsl.multiprocessing.SpawnContext = context  # type: ignore[assignment]
-    sys.argv = ["process_worker_pool.py", *argv[len(ours):]]
+    sys.argv = ["process_worker_pool.py", *argv[len(ours) :]]
     runpy.run_module(POOL_MODULE, run_name="__main__", alter_sys=True)
 
 

@@ -265,8 +265,9 @@ class Driver:
             child = self.plan.levels[z + 1]
             fingerprints = parent_fingerprints(self._seeds[step], level, index, child,
                                                self._state(z + 1).rows.checksum)  # fmt: skip
-        todo = needs_work(state.rows, level, index, fingerprints, self._outputs.geotiffs_exist,
-                          self.overwrite)
+        todo = needs_work(
+            state.rows, level, index, fingerprints, self._outputs.geotiffs_exist, self.overwrite
+        )
         self.progress.add_total(step, z, len(index))
         self.progress.skip(step, z, len(index) - int(todo.sum()))
         if not todo.any():
@@ -431,8 +432,15 @@ class Driver:
         fingerprints = webtile_fingerprints(seed, state.rows.checksum)
         rows = (LevelRows.empty(len(level)) if self.overwrite
                 else LevelRows.read(self.found, Step.WEBTILE, level))  # fmt: skip
-        todo = needs_work(rows, level, index, fingerprints, self._outputs.pngs_exist,
-                          self.overwrite, stale=state.rewritten)
+        todo = needs_work(
+            rows,
+            level,
+            index,
+            fingerprints,
+            self._outputs.pngs_exist,
+            self.overwrite,
+            stale=state.rewritten,
+        )
         self.progress.add_total(Step.WEBTILE, z, len(level))
         self.progress.skip(Step.WEBTILE, z, len(level) - int(todo.sum()))
         chosen = np.flatnonzero(todo)

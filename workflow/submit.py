@@ -140,8 +140,6 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-
-
 # --- client side: what is sent -------------------------------------------------------------------
 
 
@@ -185,6 +183,3 @@ def submission_arguments(
         arguments["workdir"] = str(workdir)
     json.dumps(arguments)  # data only: anything else fails here, not on the endpoint
     return arguments
-
-
-

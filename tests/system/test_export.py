@@ -101,8 +101,11 @@ def test_default_level_is_the_finest_under_the_limit(config_path, tmp_path):
     assert done.returncode == 0, done.stderr
     with rasterio.open(out) as dataset:
         assert (dataset.width, dataset.height) == (384, 256)  # z12
-        assert np.array_equal(dataset.read(out_dtype="float64"),
-                              merged(config, 12, tuple(dataset.bounds), [1, 2, 3]), equal_nan=True)
+        assert np.array_equal(
+            dataset.read(out_dtype="float64"),
+            merged(config, 12, tuple(dataset.bounds), [1, 2, 3]),
+            equal_nan=True,
+        )
 
 
 @pytest.mark.parametrize("args, words", [

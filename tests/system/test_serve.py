@@ -266,9 +266,10 @@ def test_gdal_reads_the_wmts_layer(server, config):
     tile = Tile(config.z_max, *sorted(geotiff_tiles(config)[config.z_max])[0])
     expected = png_pixels(Path(config.dir_web_tiles) / COVER / config.tms_id / str(tile.z) /
                           str(tile.x) / f"{tile.y}.png")  # fmt: skip
-    with rasterio.Env(GDAL_HTTP_TIMEOUT=20), rasterio.open(
-        f"WMTS:{server.url}/WMTSCapabilities.xml,layer={COVER}"
-    ) as dataset:
+    with (
+        rasterio.Env(GDAL_HTTP_TIMEOUT=20),
+        rasterio.open(f"WMTS:{server.url}/WMTSCapabilities.xml,layer={COVER}") as dataset,
+    ):
         assert dataset.count == 4  # RGBA
         window = dataset.window(*xy_bounds(config.tms_id, tile)).round_offsets().round_lengths()
         assert (window.width, window.height) == tuple(reversed(config.tile_size))  # full res
@@ -328,8 +329,11 @@ def test_worker_processes_serve_and_stop_with_the_server(runs, config, tmp_path)
         for stat, tile in list(all_png_tiles(config))[:30]:  # a connection each
             assert server.get(tile_url(config, stat, tile)).status == 200
         logged(server, lambda line: line.get("path", "").endswith(f"/{tile.y}.png"))
-        answered = {line["pid"] for line in server.log_lines()
-                    if line["event"] == "request" and line["path"].startswith("/tiles/")}
+        answered = {
+            line["pid"]
+            for line in server.log_lines()
+            if line["event"] == "request" and line["path"].startswith("/tiles/")
+        }
         assert len(answered) == 2  # the kernel spreads connections over both (SO_REUSEPORT)
     gone, alive = psutil.wait_procs(workers, timeout=20)
     assert not alive

@@ -19,8 +19,12 @@ from rasterflow.workflow.cli.common import ConfigPath, guarded
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 0.0.0.0 serves to the network.")  # fmt: skip
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--workers", default=None, type=click.IntRange(1, 64),
-              help="Server processes; one per core serves the most tiles  [default: 2]")
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(1, 64),
+    help="Server processes; one per core serves the most tiles  [default: 2]",
+)
 def serve(config_path: Path, host: str, port: int, workers: int | None) -> None:
     """Serve CONFIG's run: tiles coloured on the fly from its GeoTIFFs, point queries,
     the map viewer and WMTS capabilities. Reads only; stop with Ctrl-C."""
@@ -50,8 +54,13 @@ def serve(config_path: Path, host: str, port: int, workers: int | None) -> None:
 @click.option("--bbox-crs", type=click.Choice(["lonlat", "grid"]), default="lonlat",
               show_default=True,
               help="lonlat: degrees (OGC:CRS84); grid: the TMS's CRS.")  # fmt: skip
-@click.option("--z", "z", type=int, default=None,
-              help="Level to mosaic  [default: the finest under the size limit]")
+@click.option(
+    "--z",
+    "z",
+    type=int,
+    default=None,
+    help="Level to mosaic  [default: the finest under the size limit]",
+)
 @click.option("--stats", "stats", multiple=True, metavar="NAME[,NAME]",
               help="Statistics to export, as bands in this order [default: all].")  # fmt: skip
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,

@@ -91,8 +91,10 @@ def grid_box(config: RasterflowConfig, bbox: tuple[float, ...], bbox_crs: str) -
     if bbox_crs == "grid":
         return (west, south, east, north)
     if not (west >= -180 and east <= 180 and south >= -90 and north <= 90):
-        raise ParameterError(f"--bbox {west} {south} {east} {north}: lon/lat degrees lie "
-                             f"in -180..180, -90..90 (--bbox-crs grid: the grid's units)")
+        raise ParameterError(
+            f"--bbox {west} {south} {east} {north}: lon/lat degrees lie "
+            f"in -180..180, -90..90 (--bbox-crs grid: the grid's units)"
+        )
     return transform_bounds("OGC:CRS84", tms_crs_wkt(config.tms_id), west, south, east, north,
                             densify_pts=21)  # fmt: skip
 

@@ -157,8 +157,11 @@ def summary_from_table(table: pa.Table, tms_id: str) -> pa.Table:
     pdg_order = corners[:, [0, 2, 1, 3]]  # (left, bottom, right, top) -> PDG's
     columns = {"bounds": _bounds_lists(pdg_order), "tile": tile_names(table["z"], table["x"],
                                                                       table["y"])}  # fmt: skip
-    return _table(SUMMARY_FILE, columns, table.drop_columns(
-        [c for c in ("bounds", "tile") if c in table.column_names]))
+    return _table(
+        SUMMARY_FILE,
+        columns,
+        table.drop_columns([c for c in ("bounds", "tile") if c in table.column_names]),
+    )
 
 
 # -- CSV text -------------------------------------------------------------------------------------

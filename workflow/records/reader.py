@@ -37,8 +37,10 @@ class RecordsReader:
         self.files = RecordFiles.of(config)
         self.bases = {kind: BaseFile(self.files.csv(kind), kind, config.tms_id)
                       for kind in (EVENTS, SUMMARY)}  # fmt: skip
-        self.parts: dict[str, dict[Group, list[Part]]] = {EVENTS: defaultdict(list),
-                                                          SUMMARY: defaultdict(list)}
+        self.parts: dict[str, dict[Group, list[Part]]] = {
+            EVENTS: defaultdict(list),
+            SUMMARY: defaultdict(list),
+        }
         if with_parts:
             after = min(base.merged_through for base in self.bases.values())
             for part in committed_parts(self.files.parts, after):

@@ -38,8 +38,9 @@ def test_launch_command_is_parsls_with_this_module_in_front():
     assert "'--server=/t m{p}/s,1'" in odd.format_map(collections.defaultdict(str))
 
 
-needs_driver_server = pytest.mark.skipif(not warm_pool.DRIVER_SERVER_WORKS,
-                                         reason="Python 3.14+: the pool starts its own server")
+needs_driver_server = pytest.mark.skipif(
+    not warm_pool.DRIVER_SERVER_WORKS, reason="Python 3.14+: the pool starts its own server"
+)
 
 
 @needs_driver_server
@@ -50,7 +51,8 @@ def test_local_site_forks_from_the_drivers_server_unless_it_has_its_own_shell(tm
         (warm,) = parsl_config(site, tmp_path, warm_server=server).executors
         assert warm.launch_cmd.startswith(
             f"{sys.executable} -m {warm_pool.__name__} --preload=colorsys "
-            f"--server={server.address},{server.process.pid} ")
+            f"--server={server.address},{server.process.pid} "
+        )
     finally:
         server.stop()
     shell = site.model_copy(update={"worker_init": "ulimit -n 4096"})

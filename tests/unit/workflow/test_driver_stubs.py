@@ -145,8 +145,9 @@ def drive(config, tiles, apps=None, batch_tiles: int = 3, launch=None, watch=Non
 
 @pytest.fixture
 def config(make_config, tmp_path):
-    return load_config(make_config(z_range=list(Z_RANGE), filename_config=str(
-        tmp_path / "config.json")))
+    return load_config(
+        make_config(z_range=list(Z_RANGE), filename_config=str(tmp_path / "config.json"))
+    )
 
 
 BLOCK = [(x, y) for x in range(200, 206) for y in range(100, 104)]  # 24 tiles at z10
@@ -157,11 +158,16 @@ def test_levels_in_order_with_folded_ranges(config):
     assert {step for step, _, _ in apps.calls} == {"rasterize", "parent", "webtile",
                                                    "quicklooks"}  # fmt: skip
     assert sorted(c for c in apps.calls if c[0] == "quicklooks") == [
-        ("quicklooks", 8, 2), ("quicklooks", 9, 6), ("quicklooks", 10, 24)]  # once per level
+        ("quicklooks", 8, 2),
+        ("quicklooks", 9, 6),
+        ("quicklooks", 10, 24),
+    ]  # once per level
     # iwp_count's range is [0, None]: the top end is the level's largest maximum, which the
     # stubs make x + y of each tile; iwp_coverage's [0, 1] is kept.
-    assert apps.ranges == {z: {"iwp_count": (0.0, top), "iwp_coverage": (0.0, 1.0)}
-                           for z, top in ((10, 205 + 103), (9, 102 + 51), (8, 51 + 25))}
+    assert apps.ranges == {
+        z: {"iwp_count": (0.0, top), "iwp_coverage": (0.0, 1.0)}
+        for z, top in ((10, 205 + 103), (9, 102 + 51), (8, 51 + 25))
+    }
     events = pd.read_csv(config.filename_rasterization_events)
     assert len(events) == len(BLOCK) + 6 + 2 + 24 + 6 + 2  # rasterize, parents, web tiles
     assert not events.duplicated(["step", "z", "x", "y"]).any()

@@ -148,21 +148,48 @@ def test_pdg_columns_first_with_pdg_meanings(config):
     add(records, tile_results(config, tiles), run_id="20260101T000000Z-abc123")
     records.finish()
     events = pd.read_csv(config.filename_rasterization_events)
-    assert list(events.columns[:10]) == ["id", "type", "start_time", "total_time", "end_time",
-                                         "error", "path", "raster_summary", "tile", "z"]
+    assert list(events.columns[:10]) == [
+        "id",
+        "type",
+        "start_time",
+        "total_time",
+        "end_time",
+        "error",
+        "path",
+        "raster_summary",
+        "tile",
+        "z",
+    ]
     assert list(events.columns[10:]) == ["run_id", "step", "x", "y", "status", "attempt",
                                          "n_polygons", "host", "fingerprint", "checksum",
                                          "skipped", "detail"]  # fmt: skip
-    assert events["id"].tolist() == ["20260101T000000Z-abc123/rasterize/13/1418/907",
-                                     "20260101T000000Z-abc123/rasterize/13/1419/907"]
+    assert events["id"].tolist() == [
+        "20260101T000000Z-abc123/rasterize/13/1418/907",
+        "20260101T000000Z-abc123/rasterize/13/1419/907",
+    ]
     assert (events["type"] == "geotiffs_from_vectors").all()
     assert events["start_time"].tolist() == [1.7e9, 1.7e9 + 1]
     assert (events["end_time"] == events["start_time"] + events["total_time"]).all()
     assert events["tile"].tolist() == ["Tile(x=1418, y=907, z=13)", "Tile(x=1419, y=907, z=13)"]
     assert events["raster_summary"].isna().all()
     summary = pd.read_csv(config.filename_rasters_summary)
-    assert list(summary.columns) == ["stat", "bounds", "min", "max", "mean", "median", "std",
-                                     "var", "sum", "path", "tile", "z", "x", "y", "n_nonempty"]
+    assert list(summary.columns) == [
+        "stat",
+        "bounds",
+        "min",
+        "max",
+        "mean",
+        "median",
+        "std",
+        "var",
+        "sum",
+        "path",
+        "tile",
+        "z",
+        "x",
+        "y",
+        "n_nonempty",
+    ]
     for row in summary.itertuples():
         left, bottom, right, top = xy_bounds(config.tms_id, Tile(row.z, row.x, row.y))
         assert json.loads(row.bounds) == [left, right, bottom, top]  # PDG: minx, maxx, miny, maxy
@@ -192,11 +219,25 @@ def test_same_header_and_formats_as_pdgs_own_files(config):
 
 
 def test_files_of_the_format_before_are_read_and_converted(config):
-    old_events = pd.DataFrame({
-        "run_id": ["old"], "step": ["rasterize"], "z": [13], "x": [3], "y": [4],
-        "status": ["ok"], "attempt": [1], "started_at": ["2026-01-02T03:04:05.250+00:00"],
-        "duration_s": [0.5], "n_polygons": [9], "path": ["g.tif"], "host": ["h"],
-        "error": [None], "fingerprint": ["00000000000000ff"], "checksum": ["0000000000000abc"]})
+    old_events = pd.DataFrame(
+        {
+            "run_id": ["old"],
+            "step": ["rasterize"],
+            "z": [13],
+            "x": [3],
+            "y": [4],
+            "status": ["ok"],
+            "attempt": [1],
+            "started_at": ["2026-01-02T03:04:05.250+00:00"],
+            "duration_s": [0.5],
+            "n_polygons": [9],
+            "path": ["g.tif"],
+            "host": ["h"],
+            "error": [None],
+            "fingerprint": ["00000000000000ff"],
+            "checksum": ["0000000000000abc"],
+        }
+    )
     old_events.to_csv(config.filename_rasterization_events, index=False)
     left, bottom, right, top = xy_bounds(config.tms_id, Tile(13, 3, 4))
     pd.DataFrame({"stat": ["iwp_count"], "bounds": [f"[{left}, {bottom}, {right}, {top}]"],
@@ -213,7 +254,8 @@ def test_files_of_the_format_before_are_read_and_converted(config):
     records.finish()
     events = pd.read_csv(config.filename_rasterization_events, dtype={"checksum": str})
     assert events["total_time"].tolist() == [0.5] and events["checksum"].tolist() == [
-        "0000000000000abc"]
+        "0000000000000abc"
+    ]
     summary = pd.read_csv(config.filename_rasters_summary)
     assert json.loads(summary["bounds"].iloc[0]) == [left, right, bottom, top]
     assert summary["tile"].iloc[0] == "Tile(x=3, y=4, z=13)"

@@ -30,9 +30,11 @@ def report(web_tiles_dir: Path | None) -> RunReport:
 
 def test_last_line_names_the_web_tiles_only_when_made():
     assert report(Path("/w")).last_line() == (
-        "rasterflow: 3 tile steps ok, 1 failed; GeoTIFFs in /g, web tiles in /w, events in /e.csv")
+        "rasterflow: 3 tile steps ok, 1 failed; GeoTIFFs in /g, web tiles in /w, events in /e.csv"
+    )
     assert report(None).last_line() == (
-        "rasterflow: 3 tile steps ok, 1 failed; GeoTIFFs in /g, events in /e.csv")
+        "rasterflow: 3 tile steps ok, 1 failed; GeoTIFFs in /g, events in /e.csv"
+    )
 
 
 @pytest.mark.parametrize(("site", "workers"), [

@@ -57,8 +57,14 @@ def test_range_parameter():
     assert parse_range("0,0.5") == (0.0, 0.5)
     assert parse_range("-1e3,2") == (-1000.0, 2.0)
     assert parse_range("3,3") == (3.0, 3.0)
-    for text, words in (("1", "two numbers"), ("a,b", "two numbers"), ("5,1", "reversed"),
-                        ("nan,1", "finite"), ("0,inf", "finite"), ("1,2,3", "two numbers")):
+    for text, words in (
+        ("1", "two numbers"),
+        ("a,b", "two numbers"),
+        ("5,1", "reversed"),
+        ("nan,1", "finite"),
+        ("0,inf", "finite"),
+        ("1,2,3", "two numbers"),
+    ):
         with pytest.raises(ParameterError, match=words):
             parse_range(text)
 
