@@ -1,12 +1,12 @@
 """What a rerun must redo: each step's fingerprint against the row it left, by whole levels.
 
-A step's fingerprint hashes the config parts it depends on and its inputs: the staged
-file (size, mtime) for a z-max tile, the children's output checksums for a parent, the
-GeoTIFF's checksum and the level's value ranges for web tiles. A tile is skipped when
-its last row is `ok` with the same fingerprint and its output files exist; so a new
-palette redoes only web tiles, and a parent is rebuilt exactly when one of its children
-changed or went missing. A GeoTIFF rewritten by this run (its file was deleted, say) has
-its web tiles redone too, even when the new bytes equal the old.
+A step's fingerprint hashes its output version, the config parts it depends on and its
+inputs: the staged file (size, mtime) for a z-max tile, the children's output checksums
+for a parent, the GeoTIFF's checksum and the level's value ranges for web tiles. A tile
+is skipped when its last row is `ok` with the same fingerprint and its output files exist;
+so a new palette redoes only web tiles, and a parent is rebuilt exactly when one of its
+children changed or went missing. A GeoTIFF rewritten by this run (its file was deleted,
+say) has its web tiles redone too, even when the new bytes equal the old.
 
 Everything here works on a level's arrays (in the plan's order): fingerprints are 64-bit
 hashes computed for a whole batch at once (splitmix64 over the columns, seeded by a
@@ -37,6 +37,11 @@ RASTER_KEYS = ("tms_id", "tile_size", "prop_centroid_x", "prop_centroid_y", "pro
 STAT_RASTER_KEYS = ("name", "weight_by", "property", "aggregation_method")
 STAT_PARENT_KEYS = ("resampling_method",)
 STAT_WEB_KEYS = ("palette", "nodata_val", "nodata_color")
+# What each step writes for the same input and config, by version: a change to rasterflow
+# that alters those bytes bumps its step's, so that a rerun after the upgrade redoes that
+# step (and what is built from it) instead of keeping what an older rasterflow wrote. Not
+# the package's version: a release that changes no output redoes nothing of a 10^7-tile run.
+OUTPUT_VERSIONS = {Step.RASTERIZE: 1, Step.PARENT: 1, Step.WEBTILE: 1}
 _GOLDEN, _M1, _M2 = (np.uint64(v) for v in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9,
                                              0x94D049BB133111EB))  # fmt: skip
 
@@ -51,12 +56,15 @@ def config_seeds(config: RasterflowConfig) -> dict[Step, int]:
     """A seed per step from the config parts it depends on."""
     dumped = config.model_dump(mode="json")
     stats = dumped["statistics"]
-    raster = digest({k: dumped.get(k) for k in RASTER_KEYS},
+    versions = OUTPUT_VERSIONS
+    raster = digest(versions[Step.RASTERIZE], {k: dumped.get(k) for k in RASTER_KEYS},
                     [{k: s[k] for k in STAT_RASTER_KEYS} for s in stats])  # fmt: skip
-    parent = digest(raster, [{k: s[k] for k in STAT_PARENT_KEYS} for s in stats])
+    parent = digest(raster, versions[Step.PARENT],
+                    [{k: s[k] for k in STAT_PARENT_KEYS} for s in stats])  # fmt: skip
     # Not the output folders: a moved run finds its files where the config now says (and
     # redoes what is not there).
-    web = digest([{k: s[k] for k in STAT_WEB_KEYS} for s in stats], dumped["tile_path_structure"])
+    web = digest(versions[Step.WEBTILE], [{k: s[k] for k in STAT_WEB_KEYS} for s in stats],
+                 dumped["tile_path_structure"])  # fmt: skip
     return {Step.RASTERIZE: raster, Step.PARENT: parent, Step.WEBTILE: web}
 
 

@@ -27,11 +27,13 @@ import pytest
 from click.testing import CliRunner
 
 from rasterflow.rasterize_core.tiles import Tile
+from rasterflow.workflow import resume as resume_module
 from rasterflow.workflow.cli import main
 from rasterflow.workflow.config import load_config
 from rasterflow.workflow.layout import geotiff_path, journal_path
 from rasterflow.workflow.records.parts import committed_parts, part_rows
 from rasterflow.workflow.run import run_workflow
+from rasterflow.workflow.steps import Step
 from tests.helpers.processes import alive, end_processes, processes_under
 from tests.helpers.samples import staged_sample
 
@@ -151,8 +153,8 @@ def copy_sample(pristine: Path, root: Path) -> Path:
     return root / "config.json"
 
 
-def rerun(sample, **options):
-    config = load_config(sample.config_path)
+def rerun(config_path: Path, **options):
+    config = load_config(config_path)
     before = mtimes(config)
     report = run_workflow(config, live_progress=False, **options)
     assert report.exit_code == 0
@@ -172,7 +174,7 @@ def test_deleted_parent_alone_is_rebuilt(done):
     config = load_config(sample.config_path)
     parent = sample.tiles[0].parent()
     geotiff_path(config, parent).unlink()
-    config, redone, rewritten = rerun(sample)
+    config, redone, rewritten = rerun(sample.config_path)
     assert redone == {("parent", *parent), ("webtile", *parent)}
     assert rewritten == files_of(config, parent) and len(rewritten) == 1 + len(config.statistics)
     assert digests(config) == reference  # same bytes again
@@ -184,7 +186,7 @@ def test_new_palette_redoes_only_web_tiles(done):
     data = json.loads(sample.config_path.read_text())
     data["statistics"][1]["palette"] = ["#000000", "#ff0000"]
     sample.config_path.write_text(json.dumps(data))
-    config, redone, rewritten = rerun(sample)
+    config, redone, rewritten = rerun(sample.config_path)
     frame = events(config)
     assert redone == {
         ("webtile", *key) for key in zip(frame["z"], frame["x"], frame["y"], strict=True)
@@ -195,6 +197,24 @@ def test_new_palette_redoes_only_web_tiles(done):
     assert changed and all("/iwp_coverage/" in f"/{name}" for name in changed)
 
 
+def test_new_parent_version_redoes_parents_and_their_web_tiles(done, tmp_path, monkeypatch):
+    """An upgrade that changes what the parent step writes (it bumps that step's output
+    version): the rerun rebuilds every parent and redraws its web tiles, and keeps every
+    z-max GeoTIFF and web tile."""
+    _, reference, pristine = done
+    config_path = copy_sample(pristine, tmp_path)  # its rows are left with the new version
+    assert run_workflow(load_config(config_path), live_progress=False).exit_code == 0
+    versions = {**resume_module.OUTPUT_VERSIONS, Step.PARENT: 2}
+    monkeypatch.setattr(resume_module, "OUTPUT_VERSIONS", versions)
+    config, redone, rewritten = rerun(config_path)
+    frame = events(config)
+    parents = frame[frame["z"] < frame["z"].max()]
+    keys = set(zip(parents["z"], parents["x"], parents["y"], strict=True))
+    assert redone == {(step, *key) for key in keys for step in ("parent", "webtile")}
+    assert rewritten == set().union(*(files_of(config, Tile(*key)) for key in keys))
+    assert digests(config) == reference  # the same code: the same bytes
+
+
 def test_changed_staged_file_redoes_its_tile_and_parents(done):
     sample, reference, _ = done
     tile = sample.tiles[0]
@@ -203,7 +223,7 @@ def test_changed_staged_file_redoes_its_tile_and_parents(done):
     frame = pyogrio.read_dataframe(source)
     source.unlink()
     pyogrio.write_dataframe(frame.iloc[1:], source, layer=source.stem)  # one polygon fewer
-    config, redone, rewritten = rerun(sample)
+    config, redone, rewritten = rerun(sample.config_path)
     lineage = [tile, tile.parent(), tile.parent().parent()]
     assert redone == {("rasterize", *tile), ("parent", *lineage[1]), ("parent", *lineage[2])} | {
         ("webtile", *t) for t in lineage
