@@ -64,6 +64,7 @@ class RunLock:
         self.path = Path(path)
         self.extra: dict = {}  # Parsl traces, kept through every heartbeat
         self.reaped: list[int] = []  # pids of a dead run's processes ended on takeover
+        self.took_over = False  # from a run that died holding it
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,6 +86,7 @@ class RunLock:
                 f"pid {holder.get('pid')}{job}); lock file {self.path}. If that run is gone, "
                 "delete the lock file."
             )
+        self.took_over = True
         if holder.get("host") == os.uname().nodename:
             self.reaped = reap_orphans(holder)
         atomic_write_bytes(self.path, data)

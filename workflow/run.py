@@ -108,7 +108,8 @@ def run_workflow(
         driver.finish_records()
         session.close()
         write_updated_config(config, driver.ranges)
-        sweep_temp_files(config)
+        # Workers write the trees: a rerun with nothing to do walks none (10^7 tiles: minutes).
+        sweep_temp_files(config, trees=driver.started_executor or lock.took_over)
     if lock.reaped:
         log.info("ended %d processes left by a killed run: %s", len(lock.reaped), lock.reaped)
     if not driver.started_executor:
@@ -172,13 +173,15 @@ def _report(config, plan, run_id: str, started: float, notes, ranges: Ranges) ->
 TEMP_NAME = re.compile(r"\.(\d+)\.[0-9a-f]{8}\.tmp$")
 
 
-def sweep_temp_files(config: RasterflowConfig) -> int:
-    """Remove temporary files whose writer (a pid on this host) is gone: under the output
-    trees, and those of the event log and summary (a driver killed while writing them)."""
+def sweep_temp_files(config: RasterflowConfig, trees: bool = True) -> int:
+    """Remove temporary files whose writer (a pid on this host) is gone: those of the event
+    log and summary (a driver killed while writing them), and under the output trees unless
+    `trees` is False (no worker ran since the last sweep, and no killed run's)."""
     records = [Path(config.filename_rasterization_events), Path(config.filename_rasters_summary)]
     stems = tuple(path.name.removesuffix(".csv") for path in records)
     # A name test before any Path: millions of tiles are walked past.
-    found = [Path(folder, name) for root in (config.dir_geotiff, config.dir_web_tiles)
+    roots = (config.dir_geotiff, config.dir_web_tiles) if trees else ()
+    found = [Path(folder, name) for root in roots
              for folder, _, names in os.walk(root) for name in names
              if name.endswith(".tmp")]  # fmt: skip
     for folder in {path.parent for path in records if path.parent.is_dir()}:

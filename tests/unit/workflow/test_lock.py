@@ -23,19 +23,13 @@ from rasterflow.workflow.lock import (
     run_lock,
 )
 from tests.helpers.batch_jobs import write_lock
-from tests.helpers.processes import alive, end_processes
+from tests.helpers.processes import alive, dead_pid, end_processes
 
 
 def write_holder(path: Path, **fields) -> None:
     record = {"host": os.uname().nodename, "pid": os.getpid(), "job_id": None,
               "heartbeat": time.time()} | fields  # fmt: skip
     path.write_text(json.dumps(record))
-
-
-def dead_pid() -> int:
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
 
 
 def test_live_lock_refuses_with_holder_and_path(tmp_path):
@@ -60,7 +54,7 @@ def test_stale_lock_is_taken_over(tmp_path, holder):
     else:
         path.write_text('{"host": "vm", "pi')  # a lock written by a driver killed mid-write
     with run_lock(path) as lock:
-        assert lock.holder()["pid"] == os.getpid()
+        assert lock.holder()["pid"] == os.getpid() and lock.took_over
         lock.note(parsl_run_dir="/x", interchange_pid=None)
         lock.heartbeat()
         assert lock.holder()["parsl_run_dir"] == "/x"  # kept through heartbeats
