@@ -39,7 +39,7 @@ _HOMES = {
         "Site",
         "SlurmSite",
         "validate_site",
-    ),  # fmt: skip
+    ),
     "sites": ("bundled_sites_dir", "list_sites", "load_site", "require_submittable"),
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}

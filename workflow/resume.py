@@ -53,7 +53,7 @@ def digest(*parts: object) -> int:
 
 
 def config_seeds(config: RasterflowConfig) -> dict[Step, int]:
-    """A seed per step from the config parts it depends on."""
+    """A seed per step from its output version and the config parts it depends on."""
     dumped = config.model_dump(mode="json")
     stats = dumped["statistics"]
     versions = OUTPUT_VERSIONS

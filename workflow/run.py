@@ -173,10 +173,10 @@ def _report(config, plan, run_id: str, started: float, notes, ranges: Ranges) ->
 TEMP_NAME = re.compile(r"\.(\d+)\.[0-9a-f]{8}\.tmp$")
 
 
-def sweep_temp_files(config: RasterflowConfig, trees: bool = True) -> int:
+def sweep_temp_files(config: RasterflowConfig, *, trees: bool) -> int:
     """Remove temporary files whose writer (a pid on this host) is gone: those of the event
-    log and summary (a driver killed while writing them), and under the output trees unless
-    `trees` is False (no worker ran since the last sweep, and no killed run's)."""
+    log and summary (a driver killed while writing them), and under the output trees if
+    `trees` (a worker ran since the last sweep, or a killed run's may have)."""
     records = [Path(config.filename_rasterization_events), Path(config.filename_rasters_summary)]
     stems = tuple(path.name.removesuffix(".csv") for path in records)
     # A name test before any Path: millions of tiles are walked past.
